@@ -1,0 +1,1 @@
+"""Training side of the wardrobe sorter: data, models, training loop, export."""

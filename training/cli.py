@@ -1,0 +1,134 @@
+"""The `wardrobe` console script: one sub-command per job, each a thin call into its module.
+
+Heavy imports happen inside the sub-command so `wardrobe --help` is instant.
+Expected failures (bad input, missing files) print one line naming the problem;
+set WARDROBE_DEBUG=1 to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from training.data_summary import print_summary
+
+    print_summary(args.data_dir, download=args.download, quiet=args.quiet, seed=args.seed)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.train import run_from_cli
+
+    run_from_cli(args.config, args.set, resume=args.resume, data_dir=args.data_dir)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from training.export import export_from_cli
+
+    export_from_cli(args.source, args.out, quantize=args.quantize, data_dir=args.data_dir)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from report.cli import run_report
+
+    return run_report(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from service.serve import serve
+
+    return serve(model=args.model, port=args.port, host=args.host)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from service.predict import predict_files
+
+    return predict_files(args.images, model=args.model, top_k=args.top_k)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from service.serve import demo
+
+    return demo(port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wardrobe", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("data", help="locate, verify and summarise Fashion-MNIST")
+    p.add_argument("--data-dir", type=Path, help="directory with the four .gz files")
+    dl = p.add_mutually_exclusive_group()
+    dl.add_argument("--download", dest="download", action="store_true", default=True,
+                    help="download into the user cache if not found (default)")
+    dl.add_argument("--no-download", dest="download", action="store_false",
+                    help="fail instead of downloading")
+    p.add_argument("--seed", type=int, default=0, help="split seed to summarise (default 0)")
+    p.add_argument("--quiet", action="store_true", help="only verify, print one line")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("train", help="train a model from a TOML config")
+    p.add_argument("--config", type=Path, required=True, help="configs/<name>.toml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optim.lr=0.1 (repeatable)")
+    p.add_argument("--resume", type=Path, help="continue the run in this directory")
+    p.add_argument("--data-dir", type=Path, help="directory with the four .gz files")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="export a run or checkpoint to ONNX")
+    p.add_argument("source", type=Path, metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("--out", type=Path, required=True, help="models/<name>.onnx")
+    p.add_argument("--quantize", choices=["int8"], help="also quantize (static, calibrated)")
+    p.add_argument("--data-dir", type=Path, help="directory with the four .gz files")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="write the evaluation report of a model")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--compare", type=Path, help="a second model to compare against")
+    p.add_argument("--run", type=Path, help="the training run directory (learning curves)")
+    p.add_argument("--out", type=Path, required=True, help="reports/<name>/")
+    p.add_argument("--fail-under", action="append", default=[], metavar="KEY=VALUE",
+                   help="exit non-zero if a metric misses this threshold (repeatable)")
+    p.add_argument("--data-dir", type=Path, help="directory with the four .gz files")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("serve", help="start the HTTP service")
+    p.add_argument("--model", type=Path, help="ONNX model (default: the shipped CNN)")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--host", default="127.0.0.1")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("predict", help="classify local image files (no server)")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    p.add_argument("--model", type=Path, help="ONNX model (default: the shipped CNN)")
+    p.add_argument("--top-k", type=int, default=3)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="start the service on the shipped model and show a curl line")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("wardrobe: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as exc:
+        if os.environ.get("WARDROBE_DEBUG"):
+            raise
+        print(f"wardrobe {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
