@@ -1,0 +1,366 @@
+"""Opening an ONNX model file, checking it against the contract, and running it.
+
+This is the one implementation of model loading: the HTTP service,
+`wardrobe predict`, the exporter's parity check and the report all come
+through `load_model`. The contract (CONTRACTS.md §2): input `image` float32
+[N, 1, 28, 28] in [0, 1], output `logits` float32 [N, 10], and a `classes`
+JSON list in the model's metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+INPUT_SHAPE = (1, 28, 28)  # per image; the batch axis is dynamic
+NUM_CLASSES = 10
+CHUNK = 1024  # images per session.run: bounds memory for large batches without slowing small ones
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ModelError(ValueError):
+    """A model file is missing, unreadable, or breaks the contract (message names the file and the problem)."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a loaded model is: where it came from, what it predicts, and where it runs."""
+
+    path: Path
+    sha256: str
+    classes: tuple[str, ...]
+    metadata: dict[str, str]
+    providers: tuple[str, ...]
+
+
+class Classifier:
+    """An onnxruntime session behind the contract: images in [0, 1] in, logits or probabilities out."""
+
+    def __init__(self, session: ort.InferenceSession, info: ModelInfo):
+        self.session = session
+        self.info = info
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.info.classes
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """float32 [N, 1, 28, 28] in [0, 1] -> float32 [N, 10], for any N (run in chunks)."""
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[1:] != INPUT_SHAPE:
+            raise ValueError(
+                f"images must have shape [N, {', '.join(map(str, INPUT_SHAPE))}], got {list(images.shape)}"
+            )
+        if not np.issubdtype(images.dtype, np.floating):
+            raise ValueError(f"images must be float32 in [0, 1], got dtype {images.dtype}")
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        if len(images) == 0:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        outputs = [
+            self.session.run([OUTPUT_NAME], {INPUT_NAME: images[start : start + CHUNK]})[0]
+            for start in range(0, len(images), CHUNK)
+        ]
+        return np.concatenate(outputs).astype(np.float32, copy=False)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Softmax of the logits, float32 [N, 10]."""
+        return softmax(self.logits(images))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)  # avoids overflow in exp
+    e = np.exp(shifted, dtype=np.float32)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32, copy=False)
+
+
+def default_model_path() -> Path:
+    """$WARDROBE_MODEL if set, else the shipped CNN in <repo>/models/cnn.onnx."""
+    if env := os.environ.get("WARDROBE_MODEL"):
+        return Path(env)
+    return Path(__file__).resolve().parents[1] / "models" / "cnn.onnx"
+
+
+# ---------------------------------------------------------------------------
+# The contract check
+
+
+def _dims(value_info: onnx.ValueInfoProto) -> list[int | str | None]:
+    """Each dimension as an int (fixed), a str (named, dynamic) or None (unknown)."""
+    dims: list[int | str | None] = []
+    for d in value_info.type.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(d.dim_value)
+        elif d.HasField("dim_param"):
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    return dims
+
+
+def _check_tensor(
+    path: Path, role: str, value_info: onnx.ValueInfoProto, expected: Sequence[int]
+) -> None:
+    """Check a float32 tensor of shape [N, *expected] with N dynamic."""
+    tensor_type = value_info.type.tensor_type
+    if not value_info.type.HasField("tensor_type") or tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        got = onnx.TensorProto.DataType.Name(tensor_type.elem_type) if tensor_type.elem_type else "non-tensor"
+        raise ModelError(f"{path}: {role} '{value_info.name}' must be float32, got {got}")
+    dims = _dims(value_info)
+    shown = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+    want = "[N, " + ", ".join(map(str, expected)) + "]"
+    if len(dims) != len(expected) + 1:
+        raise ModelError(f"{path}: {role} '{value_info.name}' must have shape {want}, got {shown}")
+    if isinstance(dims[0], int):
+        raise ModelError(
+            f"{path}: {role} '{value_info.name}' has a fixed batch size {dims[0]} ({shown}); "
+            "the batch axis N must be dynamic"
+        )
+    for got, exp in zip(dims[1:], expected, strict=True):
+        if isinstance(got, int) and got != exp:
+            raise ModelError(f"{path}: {role} '{value_info.name}' must have shape {want}, got {shown}")
+
+
+def _parse_classes(path: Path, metadata: dict[str, str]) -> tuple[str, ...]:
+    if "classes" not in metadata:
+        raise ModelError(f"{path}: metadata has no 'classes' entry (a JSON list of the class names)")
+    try:
+        classes = json.loads(metadata["classes"])
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: metadata 'classes' is not valid JSON ({exc})") from None
+    if (
+        not isinstance(classes, list)
+        or len(classes) != NUM_CLASSES
+        or not all(isinstance(c, str) and c.strip() for c in classes)
+        or len(set(classes)) != len(classes)
+    ):
+        raise ModelError(
+            f"{path}: metadata 'classes' must be a JSON list of {NUM_CLASSES} distinct names, "
+            f"got {metadata['classes'][:200]!r}"
+        )
+    return tuple(classes)
+
+
+def _check_proto(path: Path, model: onnx.ModelProto) -> tuple[str, ...]:
+    """Check a parsed model against the contract; return its classes."""
+    if not model.HasField("graph") or not model.graph.node:
+        raise ModelError(f"{path}: not an ONNX model (no graph); is the file truncated or of another kind?")
+    if any(
+        t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer
+    ):
+        raise ModelError(
+            f"{path}: weights are stored in a separate external-data file; "
+            "a shipped model must be one self-contained .onnx file (export with external_data=False)"
+        )
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a valid ONNX model ({first})") from None
+
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if [i.name for i in inputs] != [INPUT_NAME]:
+        raise ModelError(
+            f"{path}: the model must have one input named '{INPUT_NAME}', "
+            f"got {[i.name for i in inputs]}"
+        )
+    _check_tensor(path, "input", inputs[0], INPUT_SHAPE)
+    outputs = list(model.graph.output)
+    if [o.name for o in outputs] != [OUTPUT_NAME]:
+        raise ModelError(
+            f"{path}: the model must have one output named '{OUTPUT_NAME}', "
+            f"got {[o.name for o in outputs]}"
+        )
+    _check_tensor(path, "output", outputs[0], (NUM_CLASSES,))
+    return _parse_classes(path, {p.key: p.value for p in model.metadata_props})
+
+
+def _read(path: Path) -> bytes:
+    if not path.exists():
+        raise ModelError(f"{path}: model file not found")
+    if not path.is_file():
+        raise ModelError(f"{path}: not a file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read model file ({exc.strerror or exc})") from None
+    if not data:
+        raise ModelError(f"{path}: model file is empty")
+    return data
+
+
+def _parse(path: Path, data: bytes) -> onnx.ModelProto:
+    try:
+        return onnx.load_model_from_string(data)
+    except Exception as exc:  # protobuf raises DecodeError and friends; none of them is our bug
+        raise ModelError(
+            f"{path}: not an ONNX model or truncated ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def check_model_file(path: Path | str) -> onnx.ModelProto:
+    """Check a model file against the contract without creating a session; return the parsed model."""
+    path = Path(path)
+    model = _parse(path, _read(path))
+    _check_proto(path, model)
+    return model
+
+
+# ---------------------------------------------------------------------------
+# Devices, threads and the session
+
+
+def _visible_gpu_count() -> int:
+    """How many NVIDIA GPUs this process may use, asked of the driver (NVML): cheap, no CUDA context."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1", "none", "NoDevFiles"):
+        return 0
+    try:
+        import pynvml  # from nvidia-ml-py, a BentoML dependency
+
+        pynvml.nvmlInit()
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no driver, no library, no device: all mean "no GPU here"
+        return 0
+    if visible is not None:
+        count = min(count, len([v for v in visible.split(",") if v.strip()]))
+    return count
+
+
+def cuda_available() -> bool:
+    """True when onnxruntime has a CUDA build and the driver reports a GPU this process may use."""
+    return "CUDAExecutionProvider" in ort.get_available_providers() and _visible_gpu_count() > 0
+
+
+def select_providers(device: str) -> list[str]:
+    """Execution providers for 'auto', 'cpu' or 'cuda'; CUDA only when a GPU is really there."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {list(DEVICES)}, got {device!r}")
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if cuda_available():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise RuntimeError(
+            "device 'cuda' requested but no usable GPU: onnxruntime providers are "
+            f"{ort.get_available_providers()} and the NVIDIA driver reports "
+            f"{_visible_gpu_count()} visible device(s); use device 'auto' or 'cpu'"
+        )
+    return ["CPUExecutionProvider"]
+
+
+def resolve_threads(threads: int | None) -> int:
+    """intra-op threads: the argument, else $WARDROBE_THREADS, else 0 (onnxruntime: one per physical core)."""
+    source = "threads"
+    if threads is None and (env := os.environ.get("WARDROBE_THREADS")):
+        source = "WARDROBE_THREADS"
+        try:
+            threads = int(env)
+        except ValueError:
+            raise ValueError(f"WARDROBE_THREADS must be a whole number, got {env!r}") from None
+    if threads is None:
+        return 0
+    if threads < 0:
+        raise ValueError(f"{source} must be 0 (all physical cores) or more, got {threads!r}")
+    return threads
+
+
+def load_model(
+    path: Path | str | None = None, device: str = "auto", threads: int | None = None
+) -> Classifier:
+    """Open, check and warm up a model; the one way to get a Classifier."""
+    path = Path(path) if path is not None else default_model_path()
+    providers = select_providers(device)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = resolve_threads(threads)
+    options.inter_op_num_threads = 1  # one graph, run sequentially: more threads only contend
+    data = _read(path)
+    model = _parse(path, data)
+    classes = _check_proto(path, model)
+    if "CUDAExecutionProvider" in providers and hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()  # makes pip-installed CUDA/cuDNN libraries visible (FIELD-NOTES)
+        except Exception as exc:
+            log.debug("onnxruntime.preload_dlls failed: %s", exc)
+    try:
+        session = ort.InferenceSession(data, sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: onnxruntime cannot load the model ({first})") from None
+    got = tuple(session.get_providers())
+    if providers[0] not in got:
+        if device == "cuda":
+            raise RuntimeError(
+                f"{path}: device 'cuda' requested but onnxruntime fell back to {list(got)} "
+                "(CUDA 13 / cuDNN 9 libraries not found?)"
+            )
+        log.warning("%s: asked for %s, onnxruntime gave %s", path, providers, list(got))
+    info = ModelInfo(
+        path=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+        classes=classes,
+        metadata={p.key: p.value for p in model.metadata_props},
+        providers=got,
+    )
+    classifier = Classifier(session, info)
+    try:
+        # Warm-up: the first run allocates and picks kernels; do it now, not in a request.
+        warm = classifier.logits(np.zeros((2, *INPUT_SHAPE), dtype=np.float32))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: the model fails on a test batch ({first})") from None
+    if warm.shape != (2, len(classes)):
+        raise ModelError(
+            f"{path}: output 'logits' has shape {list(warm.shape)} for a batch of 2, "
+            f"expected [2, {len(classes)}]"
+        )
+    log.info(
+        "loaded %s (sha256 %s…) on %s, intra-op threads %s",
+        path, info.sha256[:12], ", ".join(got), options.intra_op_num_threads or "auto",
+    )  # fmt: skip
+    return classifier
+
+
+def top_k_predictions(probabilities: np.ndarray, classes: Sequence[str], k: int) -> list[dict]:
+    """One answer per image as in CONTRACTS.md §3: label, class_id, confidence and the top k."""
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):
+        raise ValueError(
+            f"probabilities must have shape [N, {len(classes)}], got {list(probabilities.shape)}"
+        )
+    if k < 1:
+        raise ValueError(f"top_k must be at least 1, got {k!r}")
+    k = min(k, len(classes))
+    # stable sort so ties keep class order, which makes answers reproducible
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    answers = []
+    for row, ids in zip(probabilities, order, strict=True):
+        top = [
+            {"label": classes[i], "class_id": int(i), "probability": round(float(row[i]), 4)}
+            for i in ids
+        ]
+        answers.append(
+            {
+                "label": top[0]["label"],
+                "class_id": top[0]["class_id"],
+                "confidence": top[0]["probability"],
+                "top_k": top,
+            }
+        )
+    return answers
