@@ -1,1 +1,1 @@
-"""The ground floor: opening and checking a model, turning images into model input, answering HTTP."""
+"""The ground floor: opening a model, turning images into model input, answering HTTP."""

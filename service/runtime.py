@@ -32,7 +32,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 class ModelError(ValueError):
-    """A model file is missing, unreadable, or breaks the contract (message names the file and the problem)."""
+    """A model file is missing, unreadable or breaks the contract (the message names the file)."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class ModelInfo:
 
 
 class Classifier:
-    """An onnxruntime session behind the contract: images in [0, 1] in, logits or probabilities out."""
+    """An onnxruntime session behind the contract: images in [0, 1] in, logits out."""
 
     def __init__(self, session: ort.InferenceSession, info: ModelInfo):
         self.session = session
@@ -61,9 +61,7 @@ class Classifier:
         """float32 [N, 1, 28, 28] in [0, 1] -> float32 [N, 10], for any N (run in chunks)."""
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1:] != INPUT_SHAPE:
-            raise ValueError(
-                f"images must have shape [N, {', '.join(map(str, INPUT_SHAPE))}], got {list(images.shape)}"
-            )
+            raise ValueError(f"images must have shape [N, 1, 28, 28], got {list(images.shape)}")
         if not np.issubdtype(images.dtype, np.floating):
             raise ValueError(f"images must be float32 in [0, 1], got dtype {images.dtype}")
         images = np.ascontiguousarray(images, dtype=np.float32)
@@ -115,8 +113,15 @@ def _check_tensor(
 ) -> None:
     """Check a float32 tensor of shape [N, *expected] with N dynamic."""
     tensor_type = value_info.type.tensor_type
-    if not value_info.type.HasField("tensor_type") or tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        got = onnx.TensorProto.DataType.Name(tensor_type.elem_type) if tensor_type.elem_type else "non-tensor"
+    if (
+        not value_info.type.HasField("tensor_type")
+        or tensor_type.elem_type != onnx.TensorProto.FLOAT
+    ):
+        got = (
+            onnx.TensorProto.DataType.Name(tensor_type.elem_type)
+            if tensor_type.elem_type
+            else "non-tensor"
+        )
         raise ModelError(f"{path}: {role} '{value_info.name}' must be float32, got {got}")
     dims = _dims(value_info)
     shown = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
@@ -130,12 +135,16 @@ def _check_tensor(
         )
     for got, exp in zip(dims[1:], expected, strict=True):
         if isinstance(got, int) and got != exp:
-            raise ModelError(f"{path}: {role} '{value_info.name}' must have shape {want}, got {shown}")
+            raise ModelError(
+                f"{path}: {role} '{value_info.name}' must have shape {want}, got {shown}"
+            )
 
 
 def _parse_classes(path: Path, metadata: dict[str, str]) -> tuple[str, ...]:
     if "classes" not in metadata:
-        raise ModelError(f"{path}: metadata has no 'classes' entry (a JSON list of the class names)")
+        raise ModelError(
+            f"{path}: metadata has no 'classes' entry (a JSON list of the class names)"
+        )
     try:
         classes = json.loads(metadata["classes"])
     except json.JSONDecodeError as exc:
@@ -156,13 +165,13 @@ def _parse_classes(path: Path, metadata: dict[str, str]) -> tuple[str, ...]:
 def _check_proto(path: Path, model: onnx.ModelProto) -> tuple[str, ...]:
     """Check a parsed model against the contract; return its classes."""
     if not model.HasField("graph") or not model.graph.node:
-        raise ModelError(f"{path}: not an ONNX model (no graph); is the file truncated or of another kind?")
-    if any(
-        t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer
-    ):
+        raise ModelError(
+            f"{path}: not an ONNX model (no graph); is the file truncated or of another kind?"
+        )
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         raise ModelError(
             f"{path}: weights are stored in a separate external-data file; "
-            "a shipped model must be one self-contained .onnx file (export with external_data=False)"
+            "a shipped model is one self-contained .onnx file (export with external_data=False)"
         )
     try:
         onnx.checker.check_model(model)
@@ -212,7 +221,7 @@ def _parse(path: Path, data: bytes) -> onnx.ModelProto:
 
 
 def check_model_file(path: Path | str) -> onnx.ModelProto:
-    """Check a model file against the contract without creating a session; return the parsed model."""
+    """Check a model file against the contract without creating a session; return the model."""
     path = Path(path)
     model = _parse(path, _read(path))
     _check_proto(path, model)
@@ -224,7 +233,7 @@ def check_model_file(path: Path | str) -> onnx.ModelProto:
 
 
 def _visible_gpu_count() -> int:
-    """How many NVIDIA GPUs this process may use, asked of the driver (NVML): cheap, no CUDA context."""
+    """How many NVIDIA GPUs this process may use, asked of the driver (NVML, no CUDA context)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None and visible.strip() in ("", "-1", "none", "NoDevFiles"):
         return 0
@@ -266,7 +275,7 @@ def select_providers(device: str) -> list[str]:
 
 
 def resolve_threads(threads: int | None) -> int:
-    """intra-op threads: the argument, else $WARDROBE_THREADS, else 0 (onnxruntime: one per physical core)."""
+    """Intra-op threads: the argument, else $WARDROBE_THREADS, else 0 (one per physical core)."""
     source = "threads"
     if threads is None and (env := os.environ.get("WARDROBE_THREADS")):
         source = "WARDROBE_THREADS"
