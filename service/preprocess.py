@@ -1,0 +1,232 @@
+"""Turning image bytes into model input: decode safely, then make a Fashion-MNIST-style crop.
+
+One implementation for the HTTP service, `wardrobe predict`, the report and
+training's ImageFolderDataset. `to_fashion_mnist` follows how Fashion-MNIST
+was made from Zalando's product photos (Xiao et al. 2017, §2): trim the
+background, resize the longest edge to 28, sharpen, centre by bounding box on
+a 28×28 canvas, negate, 8-bit grey. A 28×28 crop that already looks like
+Fashion-MNIST (dark background) passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+DEFAULT_MAX_PIXELS = 40_000_000
+"""Largest width × height decoded (a 40 MP photo); checked from the header before any pixel is."""
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+"""Pillow format names we decode; "JPEG" also opens MPO, the multi-picture JPEG of many cameras."""
+
+SIZE = 28
+WORK_SIZE = 280
+"""Longest side the photo is shrunk to before analysis: 10× the output is plenty, and fast."""
+TRIM_LEVEL = 0.05 * 255
+"""Garment/background threshold: Zalando trimmed edges 'within 5% of the corner colour'."""
+RESAMPLE = Image.Resampling.BOX
+"""To 28 px: area averaging, chosen by measurement (benchmarks/photo_accuracy.py)."""
+SHARPEN = 0.0
+"""Unsharp-mask amount after resizing (Gaussian sigma 1); 0 = off, chosen by measurement."""
+
+# First bytes of formats people send by mistake, to say what the file is instead of "unknown".
+_SIGNATURES = (
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"\x00\x00\x01\x00", "an ICO icon"),
+    (b"8BPS", "a Photoshop document"),
+)
+
+
+class ImageError(ValueError):
+    """The bytes are not an acceptable image; the message says why (the caller names the file)."""
+
+
+def _describe(data: bytes) -> str:
+    head = data[:512].lstrip()
+    for signature, name in _SIGNATURES:
+        if data.startswith(signature):
+            return name
+    lowered = head.lower()
+    if lowered.startswith(b"<svg") or (lowered.startswith(b"<?xml") and b"<svg" in data[:4096].lower()):
+        return "an SVG drawing"
+    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+        return "a HEIC/AVIF image"
+    if all(32 <= b < 127 or b in b"\t\r\n" for b in data[:256]):
+        return "text"
+    return "not an image in an accepted format"
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode image bytes fully (first frame of an animation), refusing anything we do not accept."""
+    if not data:
+        raise ImageError("empty file")
+    try:
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image too large ({exc})") from None
+    except Exception:  # UnidentifiedImageError, or a plugin choking on a malformed header
+        what = _describe(data)
+        accepted = ", ".join(ACCEPTED_FORMATS)
+        raise ImageError(f"unsupported file type: {what} (accepted: {accepted})") from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageError(f"image has no pixels ({width}×{height})")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"image is {width}×{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
+        )
+    try:
+        image.load()  # decode every pixel now: truncated or corrupt data fails here, not later
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"image too large ({exc})") from None
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError… on corrupt data
+        raise ImageError(f"truncated or corrupt {image.format} data ({exc})") from None
+    return image
+
+
+def load_image_file(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Read and decode an image file; ImageError if it cannot be read or is not an accepted image."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageError(f"cannot read file ({exc.strerror or exc})") from None
+    return decode_image(data, max_pixels)
+
+
+# ---------------------------------------------------------------------------
+# Photo -> Fashion-MNIST crop
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block should not cost the user the prediction
+        return image
+
+
+def _grey(image: Image.Image) -> np.ndarray:
+    """float32 [H, W] luminance in 0..255: alpha flattened on white, 16-bit scaled to 8-bit."""
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":
+        values = np.asarray(image.convert("I") if mode != "I" else image, dtype=np.float32)
+        if mode != "I" or values.max() > 255:  # mode I holds 16-bit PNG/TIFF data in older files
+            values = values / 257
+        return values
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float32)
+        return np.clip(values * 255 if values.max() <= 1 else values, 0, 255)
+    if "A" in mode or "a" in mode or mode == "P" or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), rgba)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGB")  # CMYK, YCbCr, LAB, 1…: through RGB, like any viewer
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def _shrink(grey: np.ndarray, longest: int) -> np.ndarray:
+    h, w = grey.shape
+    if max(h, w) <= longest:
+        return grey
+    scale = longest / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(grey, "F").resize(size, Image.Resampling.BOX))
+
+
+def _background(grey: np.ndarray) -> np.ndarray:
+    """The background as a bilinear surface through the four corner patches (mild gradients, vignetting).
+
+    Corners are where a product photo is most surely background; a corner that
+    disagrees with the others (the garment reaches it) is replaced by their median.
+    """
+    h, w = grey.shape
+    ph, pw = max(1, round(h * 0.04)), max(1, round(w * 0.04))
+    corners = np.array(
+        [
+            np.median(grey[:ph, :pw]),
+            np.median(grey[:ph, -pw:]),
+            np.median(grey[-ph:, :pw]),
+            np.median(grey[-ph:, -pw:]),
+        ]
+    )
+    middle = np.median(corners)
+    corners = np.where(np.abs(corners - middle) > 2 * TRIM_LEVEL, middle, corners)
+    tl, tr, bl, br = corners
+    y = np.linspace(0, 1, h, dtype=np.float32)[:, None]
+    x = np.linspace(0, 1, w, dtype=np.float32)[None, :]
+    top = tl + (tr - tl) * x
+    bottom = bl + (br - bl) * x
+    return (top + (bottom - top) * y).astype(np.float32)
+
+
+def _garment_box(garment: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Bounding box (top, bottom, left, right) of what stands out from the background, or None."""
+    h, w = garment.shape
+    mask = garment > TRIM_LEVEL
+    # A row or column belongs to the garment only if enough of it does: JPEG noise and
+    # dust are single pixels, a garment edge is not.
+    rows = np.flatnonzero(mask.sum(axis=1) >= max(1, round(w * 0.005)))
+    cols = np.flatnonzero(mask.sum(axis=0) >= max(1, round(h * 0.005)))
+    if len(rows) == 0 or len(cols) == 0:
+        return None
+    return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+
+
+def _sharpen(image: np.ndarray, amount: float) -> np.ndarray:
+    """Unsharp mask with a Gaussian of sigma 1 (Fashion-MNIST's step 4)."""
+    if amount <= 0:
+        return image
+    taps = np.exp(-0.5 * np.arange(-3, 4, dtype=np.float32) ** 2)
+    taps /= taps.sum()
+    padded = np.pad(image, 3)  # the canvas around a garment is black
+    blurred = np.apply_along_axis(np.convolve, 0, padded, taps, mode="valid")
+    blurred = np.apply_along_axis(np.convolve, 1, blurred, taps, mode="valid")
+    return image + amount * (image - blurred)
+
+
+def _looks_like_fashion_mnist(grey: np.ndarray) -> bool:
+    return grey.shape == (SIZE, SIZE) and float(np.median(_background(grey))) <= 127
+
+
+def to_fashion_mnist(image: Image.Image) -> np.ndarray:
+    """Any decoded image -> uint8 [28, 28], white garment on black, as Fashion-MNIST stores it."""
+    grey = _grey(_upright(image))
+    if _looks_like_fashion_mnist(grey):
+        return np.rint(grey).astype(np.uint8)  # already model input: touch nothing
+    grey = _shrink(grey, WORK_SIZE)
+    background = _background(grey)
+    if float(np.median(background)) > 127:  # a product photo: dark garment on a light ground
+        grey, background = 255 - grey, 255 - background
+    # Background to 0 and full contrast to 255, so a tinted or grey ground looks like #000.
+    garment = np.clip((grey - background) * (255 / np.maximum(255 - background, 1)), 0, 255)
+    box = _garment_box(garment)
+    if box is None:
+        return np.zeros((SIZE, SIZE), dtype=np.uint8)  # nothing stands out: a blank frame
+    top, bottom, left, right = box
+    crop = garment[top:bottom, left:right]
+    h, w = crop.shape
+    scale = SIZE / max(h, w)
+    size = (min(SIZE, max(1, round(w * scale))), min(SIZE, max(1, round(h * scale))))
+    small = np.asarray(Image.fromarray(np.ascontiguousarray(crop), "F").resize(size, RESAMPLE))
+    small = _sharpen(small, SHARPEN)
+    canvas = np.zeros((SIZE, SIZE), dtype=np.float32)
+    # Bounding-box centring; an odd margin puts the extra pixel above/left, as Fashion-MNIST does.
+    y0, x0 = (SIZE - size[1] + 1) // 2, (SIZE - size[0] + 1) // 2
+    canvas[y0 : y0 + size[1], x0 : x0 + size[0]] = small
+    return np.rint(np.clip(canvas, 0, 255)).astype(np.uint8)
+
+
+def to_model_input(crops: Sequence[np.ndarray]) -> np.ndarray:
+    """uint8 [28, 28] crops -> float32 [N, 1, 28, 28] in [0, 1], the model's input."""
+    if len(crops) == 0:
+        return np.zeros((0, 1, SIZE, SIZE), dtype=np.float32)
+    batch = np.stack([np.asarray(c) for c in crops])
+    if batch.shape[1:] != (SIZE, SIZE):
+        raise ValueError(f"crops must be {SIZE}×{SIZE}, got {list(batch.shape[1:])}")
+    return (batch.astype(np.float32) / 255)[:, None]
