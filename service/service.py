@@ -1,0 +1,105 @@
+"""The BentoML service: POST /classify answers which clothes the uploaded images show.
+
+Start it with `wardrobe serve` (or `bentoml serve service.service:Wardrobe`).
+Configuration comes from WARDROBE_* variables (service/settings.py), read once
+at import so the decorator below can size workers and request the GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import bentoml
+import numpy as np
+from starlette.responses import JSONResponse
+
+from service.batching import Batcher, QueueFull
+from service.runtime import cuda_available, load_model, top_k_predictions
+from service.settings import Settings
+from service.uploads import SCOPE_KEY, Upload, UploadGate
+
+log = logging.getLogger("wardrobe.service")
+
+GPU = Settings.from_env().device != "cpu" and cuda_available()
+SETTINGS = Settings.from_env().resolved(gpu=GPU, cpu_count=os.cpu_count() or 1)
+
+
+@bentoml.service(
+    name="wardrobe",
+    workers=SETTINGS.workers,
+    threads=1,  # the endpoint is async; inference has its own thread in the Batcher
+    resources={"gpu": 1} if GPU else {"cpu": str(SETTINGS.workers)},
+    traffic={"timeout": SETTINGS.timeout_s},
+    # The access log halves throughput on a model this small (benchmarks/load.py).
+    logging={"access": {"enabled": SETTINGS.access_log}},
+)
+class Wardrobe:
+    def __init__(self) -> None:
+        import prometheus_client  # only now: the worker has set up multiprocess metrics
+
+        s = SETTINGS
+        self.settings = s
+        self.classifier = load_model(s.model, device="cuda" if GPU else "cpu", threads=s.threads)
+        self.classes = self.classifier.classes
+        self.batch_sizes = prometheus_client.Histogram(
+            "wardrobe_batch_size",
+            "Images per onnxruntime call, as formed by the adaptive batcher",
+            buckets=[2**i for i in range(s.max_batch_size.bit_length() + 1)],
+        )
+        self.predictions = prometheus_client.Counter(
+            "wardrobe_predictions", "Images classified, by predicted label", ["label"]
+        )
+        self.batcher = Batcher(
+            self.classifier.probabilities,
+            max_batch_size=s.max_batch_size,
+            max_latency_s=s.max_latency_ms / 1000,
+            queue_bound=s.queue_bound,
+            on_batch=self.batch_sizes.observe,
+        )
+        # Warm up every batch size the batcher may form, so no request pays a first-call cost.
+        for n in range(1, s.max_batch_size + 1):
+            self.classifier.probabilities(np.zeros((n, 1, 28, 28), dtype=np.float32))
+        self.ready = True
+        log.info(
+            "wardrobe ready: %s on %s, max batch %d, max latency %g ms, queue bound %d",
+            self.classifier.info.path, ",".join(self.classifier.info.providers),
+            s.max_batch_size, s.max_latency_ms, s.queue_bound,
+        )  # fmt: skip
+
+    def __is_ready__(self) -> bool:
+        return getattr(self, "ready", False)
+
+    @bentoml.api(route="/classify")
+    async def classify(self, ctx: bentoml.Context) -> list[dict[str, Any]]:
+        """Classify the images uploaded in multipart field `images`, answers in upload order."""
+        upload: Upload | None = ctx.request.scope.get(SCOPE_KEY)
+        if upload is None:  # only reachable if the gate was bypassed
+            return JSONResponse({"error": "no upload: send files in field 'images'"}, 400)
+        try:
+            probabilities = await self.batcher.submit(upload.images)
+        except QueueFull as exc:
+            return JSONResponse(
+                {"error": f"server overloaded ({exc}); retry shortly"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        answers = top_k_predictions(probabilities, self.classes, self.settings.top_k)
+        for answer in answers:
+            self.predictions.labels(label=answer["label"]).inc()
+        return JSONResponse(answers)
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.batcher.close()
+
+
+Wardrobe.add_asgi_middleware(
+    UploadGate,
+    path="/classify",
+    max_files=SETTINGS.max_files,
+    max_file_bytes=SETTINGS.max_file_bytes,
+    max_request_bytes=SETTINGS.max_request_bytes,
+    max_pixels=SETTINGS.max_pixels,
+)

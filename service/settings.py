@@ -1,0 +1,126 @@
+"""The service's settings: read once from WARDROBE_* environment variables and checked.
+
+A bad value stops the service at start-up with a message naming the variable;
+the rest of the service trusts these values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from service.preprocess import DEFAULT_MAX_PIXELS
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: Path | None = None
+    """WARDROBE_MODEL: the ONNX model to serve (None: the shipped CNN, models/cnn.onnx)."""
+    device: str = "auto"
+    """WARDROBE_DEVICE: auto (CUDA when a GPU is usable, else CPU), cpu or cuda."""
+    workers: int = 0
+    """WARDROBE_WORKERS: server processes (0: one per CPU core, or 1 on a GPU)."""
+    threads: int = 0
+    """WARDROBE_THREADS: onnxruntime intra-op threads per worker (0: cores / workers)."""
+    max_batch_size: int = 0
+    """WARDROBE_MAX_BATCH_SIZE: most images in one onnxruntime call (0: 64 on CPU, 256 on GPU)."""
+    max_latency_ms: float = -1.0
+    """WARDROBE_MAX_LATENCY_MS: longest a request waits for a batch to fill (-1: 0 CPU, 2 GPU)."""
+    queue_bound: int = 1024
+    """WARDROBE_QUEUE_BOUND: images waiting per worker beyond which requests get 503."""
+    max_files: int = 64
+    """WARDROBE_MAX_FILES: most files in one request (413 above)."""
+    max_file_bytes: int = 10 * MiB
+    """WARDROBE_MAX_FILE_BYTES: largest single upload (413 above)."""
+    max_request_bytes: int = 32 * MiB
+    """WARDROBE_MAX_REQUEST_BYTES: largest request body (413 above, checked while reading)."""
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    """WARDROBE_MAX_PIXELS: largest decoded image, width x height (400 above: a bomb)."""
+    top_k: int = 3
+    """WARDROBE_TOP_K: entries in each answer's top_k list."""
+    timeout_s: float = 30.0
+    """WARDROBE_TIMEOUT_S: a request still unanswered after this gets 504."""
+    access_log: bool = False
+    """WARDROBE_ACCESS_LOG: log every request (costs about half the throughput on small models)."""
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"WARDROBE_DEVICE must be auto, cpu or cuda, got {self.device!r}")
+        for name in ("workers", "threads", "max_batch_size"):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"{_var(name)} must be 0 (automatic) or more, got {getattr(self, name)!r}"
+                )
+        for name in ("queue_bound", "max_files", "max_file_bytes", "max_request_bytes",
+                     "max_pixels", "top_k"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"{_var(name)} must be at least 1, got {getattr(self, name)!r}")
+        if self.max_latency_ms < 0 and self.max_latency_ms != -1:
+            raise ValueError(
+                "WARDROBE_MAX_LATENCY_MS must be 0 or more (-1: automatic), "
+                f"got {self.max_latency_ms!r}"
+            )
+        if self.timeout_s <= 0:
+            raise ValueError(f"WARDROBE_TIMEOUT_S must be positive, got {self.timeout_s!r}")
+        if self.top_k > 10:
+            raise ValueError(f"WARDROBE_TOP_K must be at most 10 (the classes), got {self.top_k!r}")
+        if self.model is not None and not self.model.is_file():
+            raise ValueError(f"WARDROBE_MODEL: {self.model} is not a file")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from WARDROBE_* variables; unset or empty ones keep their defaults."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(_var(f.name), "").strip()
+            if raw:
+                values[f.name] = _parse(_var(f.name), raw, type(f.default), f.name)
+        return cls(**values)
+
+    def resolved(self, gpu: bool, cpu_count: int) -> Settings:
+        """The automatic (0 / -1) values filled in for this machine."""
+        workers = self.workers or (1 if gpu else max(1, cpu_count))
+        return Settings(
+            **{f.name: getattr(self, f.name) for f in fields(self)}
+            | {
+                "workers": workers,
+                "threads": self.threads or max(1, cpu_count // workers),
+                "max_batch_size": self.max_batch_size or (256 if gpu else 64),
+                "max_latency_ms": 2.0
+                if gpu and self.max_latency_ms < 0
+                else max(self.max_latency_ms, 0.0),
+            }
+        )
+
+
+def _var(name: str) -> str:
+    return "WARDROBE_" + name.upper()
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse(var: str, raw: str, kind: type, name: str) -> object:
+    """One variable's text as the field's type, or a ValueError naming the variable."""
+    if name == "model":
+        return Path(raw)
+    try:
+        if kind is bool:
+            if raw.lower() not in _TRUE | _FALSE:
+                raise ValueError
+            return raw.lower() in _TRUE
+        if kind is int:
+            return int(raw.replace("_", ""))
+        if kind is float:
+            return float(raw)
+        return raw
+    except ValueError:
+        want = {bool: "1/0, true/false, yes/no or on/off", int: "a whole number",
+                float: "a number"}[kind]  # fmt: skip
+        raise ValueError(f"{var} must be {want}, got {raw!r}") from None

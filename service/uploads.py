@@ -1,0 +1,210 @@
+"""The upload gate: ASGI middleware that turns a POST /classify body into checked model input.
+
+BentoML 1.4 has no request-size limit, downloads any URL a client puts in a
+file field, and answers a binary part in an undeclared field with a 500. So the
+multipart body of /classify never reaches BentoML's decoder: this middleware
+reads it under our limits (per request while streaming, per file, file count),
+decodes and checks every image (pixel limit, format, truncation), and either
+answers the client's mistake itself with a 4xx `{"error": ...}` naming the file,
+or hands the endpoint the ready float32 [N, 1, 28, 28] batch in the ASGI scope,
+with an empty JSON body in place of the upload. Every request's images are thus
+valid before they can join a shared batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import anyio.to_thread
+import numpy as np
+from starlette.datastructures import Headers, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.preprocess import ImageError, decode_image, to_fashion_mnist, to_model_input
+
+log = logging.getLogger(__name__)
+
+FIELD = "images"
+SCOPE_KEY = "wardrobe.images"
+"""Where the checked batch travels from the gate to the endpoint."""
+INLINE_DECODE_BYTES = 64 * 1024
+"""Uploads up to this size decode on the event loop (tens of µs); larger ones in a thread."""
+DRAIN_LIMIT = 256 * 1024 * 1024
+"""After an early answer, read and drop up to this much body, so the client reads the answer."""
+
+
+class UploadError(Exception):
+    """A client mistake in the upload: answered with `status` and `{"error": message}`."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A request's checked images: the names the client gave and the model input, in order."""
+
+    names: list[str]
+    images: np.ndarray  # float32 [N, 1, 28, 28]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class UploadGate:
+    """Parse, limit and decode `POST <path>` uploads; pass everything else through untouched."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        path: str = "/classify",
+        max_files: int,
+        max_file_bytes: int,
+        max_request_bytes: int,
+        max_pixels: int,
+    ):
+        self.app = app
+        self.path = path
+        self.max_files = max_files
+        self.max_file_bytes = max_file_bytes
+        self.max_request_bytes = max_request_bytes
+        self.max_pixels = max_pixels
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        received = 0
+        more_body = True
+
+        async def body() -> AsyncIterator[bytes]:
+            nonlocal received, more_body
+            while more_body:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                chunk = message.get("body", b"")
+                more_body = message.get("more_body", False)
+                received += len(chunk)
+                if received > self.max_request_bytes:
+                    raise BodyTooLarge()
+                if chunk:
+                    yield chunk
+
+        try:
+            upload = await self._read(Headers(scope=scope), body())
+        except ClientDisconnect:
+            return  # nobody is left to answer
+        except UploadError as exc:
+            if more_body:  # let the client finish sending, so it can read our answer
+                await _drain(receive, DRAIN_LIMIT - received)
+            response = JSONResponse({"error": exc.message}, status_code=exc.status)
+            return await response(scope, receive, send)
+
+        scope = dict(scope)
+        scope[SCOPE_KEY] = upload
+        scope["headers"] = [
+            (k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")
+        ] + [(b"content-type", b"application/json"), (b"content-length", b"2")]
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"{}", "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _read(self, headers: Headers, body: AsyncIterator[bytes]) -> Upload:
+        content_type = headers.get("content-type", "")
+        if not content_type.lower().startswith("multipart/form-data"):
+            raise UploadError(
+                415,
+                f"expected a multipart/form-data upload with files in field '{FIELD}', "
+                f"got content type {content_type or 'none'!r}",
+            )
+        declared = headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_request_bytes:
+            raise UploadError(413, self._too_large(int(declared)))
+        parser = MultiPartParser(headers, body, max_files=self.max_files, max_fields=self.max_files)
+        try:
+            form = await parser.parse()
+        except BodyTooLarge:
+            raise UploadError(413, self._too_large(None)) from None
+        except MultiPartException as exc:
+            if exc.message.startswith("Too many files"):
+                raise UploadError(
+                    413, f"too many files: at most {self.max_files} per request"
+                ) from None
+            raise UploadError(400, f"malformed multipart body: {exc.message}") from None
+        try:
+            values = form.getlist(FIELD)
+            if not values:
+                others = ", ".join(repr(k) for k in dict.fromkeys(form.keys()))
+                got = f"got fields {others}" if others else "the form is empty"
+                raise UploadError(400, f"no files in field '{FIELD}' ({got})")
+            names, blobs = [], []
+            for i, value in enumerate(values):
+                if not isinstance(value, UploadFile):
+                    # A URL or any other text: refused, never fetched.
+                    raise UploadError(
+                        400,
+                        f"{FIELD}[{i}] is a text value ({_preview(value)}), not a file upload; "
+                        "send the image bytes (URLs are not fetched)",
+                    )
+                name = f"'{value.filename}'" if value.filename else f"{FIELD}[{i}]"
+                if (value.size or 0) > self.max_file_bytes:
+                    raise UploadError(
+                        413, f"file {name} is {value.size:,} bytes, over the limit of "
+                        f"{self.max_file_bytes:,} bytes per file",
+                    )  # fmt: skip
+                names.append(name)
+                blobs.append(await value.read())
+        finally:
+            await form.close()
+        if sum(len(b) for b in blobs) <= INLINE_DECODE_BYTES:
+            crops = self._decode(names, blobs)
+        else:  # big photos: keep the event loop serving other requests meanwhile
+            crops = await anyio.to_thread.run_sync(self._decode, names, blobs)
+        return Upload(names=names, images=to_model_input(crops))
+
+    def _decode(self, names: list[str], blobs: list[bytes]) -> list[np.ndarray]:
+        crops = []
+        for name, data in zip(names, blobs, strict=True):
+            try:
+                crops.append(to_fashion_mnist(decode_image(data, self.max_pixels)))
+            except ImageError as exc:
+                raise UploadError(400, f"file {name}: {exc}") from None
+            except Exception as exc:  # a hostile file can trip any decoder path; still its fault
+                log.warning("file %s failed in preprocessing", name, exc_info=True)
+                raise UploadError(400, f"file {name}: cannot be read as an image ({exc})") from None
+        return crops
+
+    def _too_large(self, size: int | None) -> str:
+        what = f"request body is {size:,} bytes" if size is not None else "request body is"
+        return f"{what} over the limit of {self.max_request_bytes:,} bytes"
+
+
+def _preview(value: str) -> str:
+    return repr(value[:60] + ("…" if len(value) > 60 else ""))
+
+
+async def _drain(receive: Receive, limit: int) -> None:
+    """Read and drop the rest of a body (up to `limit` bytes) without keeping it."""
+    while limit > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        limit -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
