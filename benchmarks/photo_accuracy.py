@@ -55,7 +55,11 @@ def evaluate(model_path: Path, n: int, seed: int, data_dir: Path | None = None) 
         predicted = classifier.logits(to_model_input(batch)).argmax(axis=1)
         return predicted == labels
 
-    hits_original, hits_photo, hits_plain = accuracy(crops), accuracy(preprocessed), accuracy(baseline)
+    hits_original, hits_photo, hits_plain = (
+        accuracy(crops),
+        accuracy(preprocessed),
+        accuracy(baseline),
+    )
     formats = np.array([fmt for _, fmt in photos])
     return {
         "model": str(model_path),
@@ -85,14 +89,17 @@ def print_table(result: dict) -> None:
     for name, value in rows:
         print(f"  {name:<32} {value:.4f}")
     verdict = "meets" if result["ratio"] >= result["goal_ratio"] else "MISSES"
-    print(f"  {'ratio photo-like / original':<32} {result['ratio']:.4f}  ({verdict} the goal ≥ {GOAL})")
+    name = "ratio photo-like / original"
+    print(f"  {name:<32} {result['ratio']:.4f}  ({verdict} the goal ≥ {GOAL})")
     print(f"  preprocessing {result['ms_per_image_preprocess']} ms/image (decode + crop)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("models/cnn.onnx"))
-    parser.add_argument("--n", type=int, default=2000, help="test images (default 2000; 10000 = all)")
+    parser.add_argument(
+        "--n", type=int, default=2000, help="test images (default 2000; 10000 = all)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     parser.add_argument("--data-dir", type=Path, help="directory with the four .gz files")

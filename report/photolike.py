@@ -19,7 +19,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillo
 
 
 def _garment_colour(rng: np.random.Generator) -> np.ndarray:
-    """How strongly each channel is absorbed at full garment intensity; luma 1 keeps the grey value."""
+    """Per-channel absorption at full garment intensity; luma 1 keeps the grey value."""
     colour = rng.uniform(0.4, 1.6, size=3).astype(np.float32)
     return colour / float(colour @ _LUMA)
 
@@ -53,9 +53,7 @@ def make_photo_like(crop: np.ndarray, rng: np.random.Generator) -> tuple[bytes, 
     y0 = int(rng.integers(margin_y, max(margin_y, height - garment_side - margin_y) + 1))
     reflectance = np.ones((height, width, 3), dtype=np.float32)
     patch = np.clip(1 - coverage * _garment_colour(rng), 0, 1)
-    reflectance[y0 : y0 + garment_side, x0 : x0 + garment_side] = patch[
-        : height - y0, : width - x0
-    ]
+    reflectance[y0 : y0 + garment_side, x0 : x0 + garment_side] = patch[: height - y0, : width - x0]
     photo = background * reflectance + rng.normal(0, rng.uniform(0, 3), size=background.shape)
     image = Image.fromarray(np.clip(np.rint(photo), 0, 255).astype(np.uint8), "RGB")
 

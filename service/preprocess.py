@@ -28,9 +28,11 @@ WORK_SIZE = 280
 TRIM_LEVEL = 0.05 * 255
 """Garment/background threshold: Zalando trimmed edges 'within 5% of the corner colour'."""
 RESAMPLE = Image.Resampling.BOX
-"""To 28 px: area averaging, chosen by measurement (benchmarks/photo_accuracy.py)."""
-SHARPEN = 0.0
-"""Unsharp-mask amount after resizing (Gaussian sigma 1); 0 = off, chosen by measurement."""
+"""To 28 px: area averaging. Measured on 1,500 photo-like test images, box, bilinear, bicubic
+and Lanczos agree within 0.3 points once sharpened; box is the plain 'subsampling' of the recipe."""
+SHARPEN = 1.0
+"""Unsharp-mask amount after resizing (Gaussian sigma 1), the recipe's step 4. Measured: +0.7 to
++1.5 points of photo-like accuracy over no sharpening, for every resampling filter."""
 
 # First bytes of formats people send by mistake, to say what the file is instead of "unknown".
 _SIGNATURES = (
@@ -54,7 +56,9 @@ def _describe(data: bytes) -> str:
         if data.startswith(signature):
             return name
     lowered = head.lower()
-    if lowered.startswith(b"<svg") or (lowered.startswith(b"<?xml") and b"<svg" in data[:4096].lower()):
+    if lowered.startswith(b"<svg") or (
+        lowered.startswith(b"<?xml") and b"<svg" in data[:4096].lower()
+    ):
         return "an SVG drawing"
     if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
         return "a HEIC/AVIF image"
@@ -64,7 +68,7 @@ def _describe(data: bytes) -> str:
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode image bytes fully (first frame of an animation), refusing anything we do not accept."""
+    """Decode image bytes fully (first frame of an animation); ImageError for anything else."""
     if not data:
         raise ImageError("empty file")
     try:
@@ -80,7 +84,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         raise ImageError(f"image has no pixels ({width}×{height})")
     if width * height > max_pixels:
         raise ImageError(
-            f"image is {width}×{height} = {width * height:,} pixels, over the limit of {max_pixels:,}"
+            f"image is {width}×{height} = {width * height:,} pixels, over the limit {max_pixels:,}"
         )
     try:
         image.load()  # decode every pixel now: truncated or corrupt data fails here, not later
@@ -92,7 +96,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
 
 
 def load_image_file(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Read and decode an image file; ImageError if it cannot be read or is not an accepted image."""
+    """Read and decode an image file; ImageError if unreadable or not an accepted image."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -140,7 +144,7 @@ def _shrink(grey: np.ndarray, longest: int) -> np.ndarray:
 
 
 def _background(grey: np.ndarray) -> np.ndarray:
-    """The background as a bilinear surface through the four corner patches (mild gradients, vignetting).
+    """The background as a bilinear surface through the four corner patches (mild gradients).
 
     Corners are where a product photo is most surely background; a corner that
     disagrees with the others (the garment reaches it) is replaced by their median.
