@@ -1,0 +1,628 @@
+"""Evaluate a model and assemble the report: every number (into one dict, later report.json)
+and every figure (PNG files in the output directory)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from report import corruptions, figures, label_issues, metrics
+from service.runtime import Classifier, load_model
+from training import fashion_mnist
+from training.data import stratified_split
+
+REPO = Path(__file__).resolve().parents[1]
+VAL_SIZE = 5000  # the training pipeline's validation split (training.data.stratified_split)
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """How much to evaluate and how; the defaults make the shipped report."""
+
+    limit: int | None = None
+    """Evaluate a seeded subset of this many test images (None: all 10,000)."""
+    val_limit: int | None = None
+    """Fit temperature and the abstention threshold on this many validation images (None: all)."""
+    robustness_images: int = 2000
+    """Seeded subset of the evaluated test images for the 55 corruption passes (speed)."""
+    photo_images: int = 1000
+    """Test images made into photo-like uploads, read back through the service's preprocessing."""
+    bootstrap_resamples: int = 1000
+    ci_level: float = 0.95
+    ece_bins: int = 15
+    target_accuracy: float = 0.99
+    """Selective prediction: the accuracy the answered items must reach."""
+    label_flip_fraction: float = 0.02
+    """Fraction of test labels flipped to check that confident learning finds planted errors."""
+    gallery_size: int = 24
+    errors_per_class: int = 4
+    confused_pairs: int = 5
+    seed: int = 0
+    baseline_model: Path | None = field(default_factory=lambda: REPO / "models" / "mlp.onnx")
+    """The pinned baseline for the corruption error (mCE); skipped when the file is missing."""
+    ablation: Path | None = field(
+        default_factory=lambda: REPO / "benchmarks" / "results" / "ablation.json"
+    )
+    threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in (
+            "robustness_images",
+            "photo_images",
+            "bootstrap_resamples",
+            "ece_bins",
+            "gallery_size",
+            "errors_per_class",
+            "confused_pairs",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)!r}")
+        if self.limit is not None and self.limit < 10:
+            raise ValueError(f"limit must be at least 10 test images, got {self.limit!r}")
+        if not 0 < self.ci_level < 1 or not 0 < self.target_accuracy <= 1:
+            raise ValueError("ci_level and target_accuracy must be in (0, 1]")
+
+
+def _as_input(images: np.ndarray) -> np.ndarray:
+    return (images.astype(np.float32) / 255.0)[:, None]
+
+
+def predict(model: Classifier, images: np.ndarray, desc: str, progress: bool) -> np.ndarray:
+    """Logits for uint8 [N, 28, 28] images, in batches under a progress bar."""
+    batch = 2000
+    out = [
+        model.logits(_as_input(images[i : i + batch]))
+        for i in tqdm(range(0, len(images), batch), desc=desc, leave=False, disable=not progress)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
+
+
+def _subset(n: int, size: int | None, rng_seed: int) -> np.ndarray:
+    if size is None or size >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(rng_seed).choice(n, size=size, replace=False))
+
+
+def _caption(true: int, pred: int, conf: float, classes) -> str:
+    return f"t={figures.short(classes[true])}\np={figures.short(classes[pred])} {conf:.2f}"
+
+
+def _json_or_none(text: str | None):
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+
+
+def _flatten(config, prefix: str = "") -> list[list[str]]:
+    """A nested config as [dotted key, value as text] rows."""
+    if not isinstance(config, dict):
+        return [[prefix, json.dumps(config)]]
+    rows = []
+    for key, value in config.items():
+        rows += _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    return rows
+
+
+def source_commit() -> str:
+    """HEAD of the checkout this code runs from, '+dirty' when it has local changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def read_run(run_dir: Path) -> dict:
+    """A training run's resolved config and per-epoch metrics."""
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: run directory not found")
+    metrics_file = run_dir / "metrics.jsonl"
+    if not metrics_file.is_file():
+        raise ValueError(f"{run_dir}: no metrics.jsonl in the run directory")
+    rows = []
+    for number, line in enumerate(metrics_file.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{metrics_file}:{number}: not JSON ({exc.msg})") from None
+    needed = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}
+    if not rows or not all(needed <= row.keys() for row in rows):
+        raise ValueError(f"{metrics_file}: every line needs the keys {sorted(needed)}")
+    config_file = run_dir / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else None
+    return {"dir": str(run_dir), "config": config, "epochs": rows}
+
+
+def build_report(
+    model_path: Path,
+    out_dir: Path,
+    *,
+    compare_path: Path | None = None,
+    run_dir: Path | None = None,
+    data_dir: Path | None = None,
+    command: str = "",
+    settings: ReportSettings | None = None,
+) -> dict:
+    """Evaluate `model_path` on Fashion-MNIST's test set, write the figures into `out_dir`
+    and return every number of the report."""
+    s = settings or ReportSettings()
+    started = time.perf_counter()
+    steps = tqdm(total=11, desc="report", disable=not s.progress)
+
+    def step(name: str) -> None:
+        steps.set_postfix_str(name)
+        steps.update(1)
+
+    model = load_model(model_path, threads=s.threads)
+    other = load_model(compare_path, threads=s.threads) if compare_path else None
+    run = read_run(run_dir) if run_dir else None
+    ds = fashion_mnist.load(data_dir)
+    classes = list(model.classes)
+    k = len(classes)
+    meta = model.info.metadata
+    config = (run or {}).get("config") or _json_or_none(meta.get("config")) or {}
+    split_seed = int(config.get("data", {}).get("split_seed", 0)) if isinstance(config, dict) else 0
+    split = stratified_split(ds.train_labels, val_size=VAL_SIZE, seed=split_seed)
+    step("data")
+
+    test_idx = _subset(len(ds.test_labels), s.limit, s.seed)
+    images, labels = ds.test_images[test_idx], ds.test_labels[test_idx]
+    val_idx = split.val_indices[_subset(len(split.val_indices), s.val_limit, s.seed + 1)]
+    logits = predict(model, images, "test", s.progress)
+    val_logits = predict(model, ds.train_images[val_idx], "validation", s.progress)
+    val_labels = ds.train_labels[val_idx]
+    probs = metrics.softmax(logits)
+    pred, conf = probs.argmax(1), probs.max(1)
+    correct = pred == labels
+    step("inference")
+
+    fig_dir = out_dir
+    r: dict = {"title": f"Evaluation report: {model_path.name}", "classes": classes}
+    r["settings"] = {key: (str(v) if isinstance(v, Path) else v) for key, v in asdict(s).items()}
+    r["settings"].update(
+        image_size=28,
+        val_size=VAL_SIZE,
+        split_seed=split_seed,
+        severities=len(corruptions.SEVERITIES),
+        corruption_kinds=len(corruptions.CORRUPTIONS),
+    )
+    r["data"] = _data_section(ds, split, classes, fig_dir)
+    r["model"] = _model_section(meta, config, run, fig_dir)
+    step("story")
+
+    summary = metrics.classification_summary(
+        labels, pred, k, s.bootstrap_resamples, s.seed, s.ci_level
+    )
+    for row, name in zip(summary["per_class"], classes, strict=True):
+        row["class"] = name
+    cm = np.asarray(summary.pop("confusion"))
+    r["evaluation"] = summary
+    r["evaluation"]["baseline"] = metrics.most_frequent_baseline(ds.train_labels, labels)
+    r["evaluation"]["baseline"]["class"] = classes[r["evaluation"]["baseline"]["class_id"]]
+    r["evaluation"]["errors"] = int((~correct).sum())
+    r["confusion"] = _confusion_section(cm, images, labels, pred, conf, classes, s, fig_dir)
+    r["failures"] = _failures_section(images, labels, pred, conf, classes, s, fig_dir)
+    step("evaluation")
+
+    r["calibration"] = _calibration_section(logits, labels, val_logits, val_labels, s, fig_dir)
+    step("calibration")
+    r["label_issues"] = _label_issue_section(images, labels, probs, classes, s, fig_dir)
+    step("label issues")
+    baseline = None
+    if s.baseline_model is not None and Path(s.baseline_model).is_file():
+        baseline = load_model(s.baseline_model, threads=s.threads)
+    r["robustness"] = _robustness_section(model, baseline, images, labels, s, fig_dir)
+    step("robustness")
+    r["photo_like"] = _photo_section(model, images, labels, classes, s, fig_dir)
+    step("photo-like")
+    r["selective"] = _selective_section(conf, correct, val_logits, val_labels, s, fig_dir)
+    step("selective")
+    r["comparison"] = None
+    if other is not None:
+        r["comparison"] = _comparison_section(
+            model, other, images, labels, correct, probs, classes, s, fig_dir
+        )
+    r["ablation"] = _ablation_section(s.ablation)
+    r["provenance"] = {
+        "model_path": str(model_path),
+        "model_sha256": model.info.sha256,
+        "metadata": dict(sorted(meta.items())),
+        "dataset_checksum": ds.checksum,
+        "dataset_source": str(ds.source),
+        "dataset_files": ds.sha256,
+        "command": command,
+        "source_commit": source_commit(),
+        "providers": list(model.info.providers),
+        "python": platform.python_version(),
+        "compare_sha256": other.info.sha256 if other else None,
+        "baseline_sha256": baseline.info.sha256 if baseline else None,
+        "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    r["gates"] = {
+        "accuracy": r["evaluation"]["accuracy"],
+        "macro_f1": r["evaluation"]["macro_f1"],
+        "ece": r["calibration"]["ece"],
+        "ece_scaled": r["calibration"]["ece_scaled"],
+        "mce": r["robustness"]["mce"],
+        "photo_accuracy": r["photo_like"]["accuracy"] if r["photo_like"]["available"] else None,
+        "coverage_at_target": r["selective"]["test_coverage"],
+        "label_issues": r["label_issues"]["count"],
+    }
+    r["timing"] = {"seconds": round(time.perf_counter() - started, 2)}
+    step("done")
+    steps.close()
+    return r
+
+
+# ---------------------------------------------------------------------------
+# Sections
+
+
+def _data_section(ds, split, classes, fig_dir: Path) -> dict:
+    counts = {
+        "train": np.bincount(ds.train_labels[split.train_indices], minlength=len(classes)).tolist(),
+        "validation": np.bincount(
+            ds.train_labels[split.val_indices], minlength=len(classes)
+        ).tolist(),
+        "test": np.bincount(ds.test_labels, minlength=len(classes)).tolist(),
+    }
+    figures.sprite(ds.test_images, ds.test_labels, classes, 10, fig_dir / "samples.png")
+    figures.class_balance(counts, classes, fig_dir / "class_balance.png")
+    return {
+        "train_images": len(ds.train_labels),
+        "test_images": len(ds.test_labels),
+        "train_split": len(split.train_indices),
+        "validation_split": len(split.val_indices),
+        "split_checksum": split.checksum,
+        "class_counts": counts,
+        "min_class_share": min(min(c) / sum(c) for c in counts.values()),
+        "max_class_share": max(max(c) / sum(c) for c in counts.values()),
+        "pixel_mean": float(ds.train_images.mean() / 255),
+        "pixel_std": float(ds.train_images.std() / 255),
+        "figures": {"samples": "samples.png", "balance": "class_balance.png"},
+    }
+
+
+def _model_section(meta: dict, config, run: dict | None, fig_dir: Path) -> dict:
+    def number(key):
+        try:
+            return float(meta[key])
+        except (KeyError, ValueError):
+            return None
+
+    section = {
+        "architecture": meta.get("architecture", "unknown"),
+        "parameters": int(number("parameters")) if number("parameters") is not None else None,
+        "val_accuracy": number("val_accuracy"),
+        "test_accuracy": number("test_accuracy"),
+        "input_mean": number("input_mean"),
+        "input_std": number("input_std"),
+        "config": _flatten(config) if config else [],
+        "run": None,
+    }
+    if run:
+        rows = run["epochs"]
+        best = max(rows, key=lambda row: row["val_acc"])
+        figures.learning_curves(rows, fig_dir / "learning_curves.png")
+        section["run"] = {
+            "dir": run["dir"],
+            "epochs": len(rows),
+            "best_epoch": best["epoch"],
+            "best_val_acc": best["val_acc"],
+            "final_train_acc": rows[-1]["train_acc"],
+            "final_val_acc": rows[-1]["val_acc"],
+            "final_train_loss": rows[-1]["train_loss"],
+            "final_val_loss": rows[-1]["val_loss"],
+            "seconds": sum(row.get("seconds", 0) for row in rows),
+            "history": rows,
+            "figure": "learning_curves.png",
+        }
+    return section
+
+
+def _confusion_section(cm, images, labels, pred, conf, classes, s, fig_dir: Path) -> dict:
+    figures.confusion_heatmaps(cm, classes, fig_dir / "confusion.png")
+    pairs = metrics.top_confused_pairs(cm, s.confused_pairs)
+    shown, captions = [], []
+    per_pair = 8
+    for pair in pairs:
+        pair["true_class"], pair["predicted_class"] = (
+            classes[pair["true"]],
+            classes[pair["predicted"]],
+        )
+        hits = np.nonzero((labels == pair["true"]) & (pred == pair["predicted"]))[0]
+        hits = hits[np.argsort(-conf[hits], kind="stable")][:per_pair]
+        for j in range(per_pair):
+            if j < len(hits):
+                shown.append(images[hits[j]])
+                captions.append(_caption(labels[hits[j]], pred[hits[j]], conf[hits[j]], classes))
+            else:
+                shown.append(np.zeros((28, 28), np.uint8))
+                captions.append("")
+    if pairs:
+        figures.gallery(np.array(shown), captions, fig_dir / "confused_pairs.png", ncols=per_pair)
+    return {
+        "matrix": cm.tolist(),
+        "top_pairs": pairs,
+        "figure": "confusion.png",
+        "pairs_figure": "confused_pairs.png" if pairs else None,
+    }
+
+
+def _failures_section(images, labels, pred, conf, classes, s, fig_dir: Path) -> dict:
+    wrong = np.nonzero(pred != labels)[0]
+    right = np.nonzero(pred == labels)[0]
+    worst = wrong[np.argsort(-conf[wrong], kind="stable")][: s.gallery_size]
+    unsure = right[np.argsort(conf[right], kind="stable")][: s.gallery_size]
+    per_class = []
+    for c in range(len(classes)):
+        mine = wrong[labels[wrong] == c]
+        per_class += mine[np.argsort(-conf[mine], kind="stable")][: s.errors_per_class].tolist()
+    out = {}
+    for key, idx in (
+        ("confident_errors", worst),
+        ("per_class_errors", np.array(per_class, int)),
+        ("unsure_correct", unsure),
+    ):
+        if len(idx):
+            captions = [_caption(labels[i], pred[i], conf[i], classes) for i in idx]
+            figures.gallery(images[idx], captions, fig_dir / f"{key}.png")
+        out[key] = {
+            "count": len(idx),
+            "figure": f"{key}.png" if len(idx) else None,
+            "mean_confidence": float(conf[idx].mean()) if len(idx) else None,
+        }
+    out["confident_threshold"] = 0.9
+    out["errors_above_90"] = int(np.sum(conf[wrong] >= 0.9))
+    return out
+
+
+def _calibration_section(logits, labels, val_logits, val_labels, s, fig_dir: Path) -> dict:
+    temperature = metrics.fit_temperature(val_logits, val_labels)
+    before = metrics.calibration_bins(metrics.softmax(logits), labels, s.ece_bins)
+    after = metrics.calibration_bins(metrics.softmax(logits, temperature), labels, s.ece_bins)
+    figures.reliability(before, after, temperature, fig_dir / "reliability.png")
+    return {
+        "temperature": temperature,
+        "ece": before["ece"],
+        "ece_scaled": after["ece"],
+        "nll": metrics.negative_log_likelihood(logits, labels),
+        "nll_scaled": metrics.negative_log_likelihood(logits, labels, temperature),
+        "val_images": len(val_labels),
+        "bins": before,
+        "bins_scaled": after,
+        "figure": "reliability.png",
+    }
+
+
+def _label_issue_section(images, labels, probs, classes, s, fig_dir: Path) -> dict:
+    found = label_issues.find_label_issues(labels, probs)
+    top = found[: s.gallery_size]
+    if len(top):
+        captions = [
+            f"given={figures.short(classes[labels[i]])}\nmodel={figures.short(classes[probs[i].argmax()])}"
+            f" {probs[i].max():.2f}"
+            for i in top
+        ]
+        figures.gallery(images[top], captions, fig_dir / "label_issues.png")
+    planted = label_issues.planted_flip_recovery(labels, probs, s.label_flip_fraction, s.seed)
+    return {
+        "count": len(found),
+        "share": len(found) / len(labels),
+        "top": [
+            {
+                "index": int(i),
+                "given": classes[labels[i]],
+                "suggested": classes[probs[i].argmax()],
+                "given_probability": float(probs[i, labels[i]]),
+            }
+            for i in top
+        ],
+        "planted": planted,
+        "figure": "label_issues.png" if len(top) else None,
+    }
+
+
+def _robustness_section(model, baseline, images, labels, s, fig_dir: Path) -> dict:
+    idx = _subset(len(labels), s.robustness_images, s.seed + 2)
+    sub, sub_labels = images[idx], labels[idx]
+    names = list(corruptions.CORRUPTIONS)
+    levels = [0, *corruptions.SEVERITIES]
+    acc = {name: [] for name in names}
+    base_acc = {name: [] for name in names} if baseline is not None else None
+    clean = {}
+    for m, key in ((model, "model"), (baseline, "baseline")):
+        if m is not None:
+            clean[key] = float((m.logits(_as_input(sub)).argmax(1) == sub_labels).mean())
+    passes = tqdm(
+        total=len(names) * len(corruptions.SEVERITIES),
+        desc="corruptions",
+        leave=False,
+        disable=not s.progress,
+    )
+    for name in names:
+        acc[name].append(clean["model"])
+        if base_acc is not None:
+            base_acc[name].append(clean["baseline"])
+        for severity in corruptions.SEVERITIES:
+            x = _as_input(corruptions.corrupt(sub, name, severity, s.seed))
+            acc[name].append(float((model.logits(x).argmax(1) == sub_labels).mean()))
+            if base_acc is not None:
+                base_acc[name].append(float((baseline.logits(x).argmax(1) == sub_labels).mean()))
+            passes.update(1)
+    passes.close()
+    rows = []
+    for name in names:
+        err = 1 - np.array(acc[name][1:])
+        row = {
+            "corruption": name,
+            "accuracy": acc[name],
+            "mean_accuracy": float(np.mean(acc[name][1:])),
+        }
+        if base_acc is not None:
+            base_err = 1 - np.array(base_acc[name][1:])
+            row["baseline_accuracy"] = base_acc[name]
+            row["ce"] = float(err.sum() / max(base_err.sum(), 1e-12))
+            row["relative_ce"] = float(
+                (err - (1 - clean["model"])).sum()
+                / max((base_err - (1 - clean["baseline"])).sum(), 1e-12)
+            )
+        rows.append(row)
+    figures.robustness(levels, acc, base_acc, fig_dir / "robustness.png")
+    have_base = base_acc is not None
+    return {
+        "images": len(idx),
+        "severities": levels,
+        "clean_accuracy": clean["model"],
+        "baseline_clean_accuracy": clean.get("baseline"),
+        "baseline_model": str(s.baseline_model) if have_base else None,
+        "mean_corrupted_accuracy": float(np.mean([row["mean_accuracy"] for row in rows])),
+        "mce": float(np.mean([row["ce"] for row in rows])) if have_base else None,
+        "relative_mce": float(np.mean([row["relative_ce"] for row in rows])) if have_base else None,
+        "rows": rows,
+        "figure": "robustness.png",
+    }
+
+
+def _photo_section(model, images, labels, classes, s, fig_dir: Path) -> dict:
+    try:
+        from report.photolike import photo_like_set
+        from service.preprocess import decode_image, to_fashion_mnist, to_model_input
+    except ImportError as exc:
+        return {
+            "available": False,
+            "reason": f"photo-like check unavailable ({exc})",
+            "accuracy": None,
+        }
+    idx = _subset(len(labels), s.photo_images, s.seed + 3)
+    if len(idx) == 0:
+        return {"available": False, "reason": "no images requested", "accuracy": None}
+    uploads = photo_like_set(images[idx], s.seed)
+    crops = [
+        to_fashion_mnist(decode_image(data))
+        for data, _ in tqdm(uploads, desc="photo-like", leave=False, disable=not s.progress)
+    ]
+    probs = metrics.softmax(model.logits(to_model_input(crops)))
+    pred = probs.argmax(1)
+    sub_labels = labels[idx]
+    shown = np.arange(min(16, len(idx)))
+    captions = [_caption(sub_labels[i], pred[i], probs[i].max(), classes) for i in shown]
+    figures.gallery(np.stack([crops[i] for i in shown]), captions, fig_dir / "photo_like.png")
+    formats = sorted({fmt for _, fmt in uploads})
+    return {
+        "available": True,
+        "images": len(idx),
+        "accuracy": float((pred == sub_labels).mean()),
+        "crop_accuracy": float(
+            (model.logits(_as_input(images[idx])).argmax(1) == sub_labels).mean()
+        ),
+        "formats": formats,
+        "figure": "photo_like.png",
+    }
+
+
+def _selective_section(conf, correct, val_logits, val_labels, s, fig_dir: Path) -> dict:
+    val_probs = metrics.softmax(val_logits)
+    val_correct = val_probs.argmax(1) == val_labels
+    threshold = metrics.threshold_for_accuracy(val_probs.max(1), val_correct, s.target_accuracy)
+    curve = metrics.risk_coverage(conf, correct.astype(np.float64))
+    at = metrics.selective_at(conf, correct, threshold) if threshold is not None else None
+    point = (at["coverage"], at["accuracy"]) if at and at["coverage"] > 0 else None
+    figures.risk_coverage(
+        curve["coverage"],
+        curve["accuracy"],
+        point,
+        s.target_accuracy,
+        fig_dir / "risk_coverage.png",
+    )
+    grid = np.linspace(0.05, 1, 20)
+    at_grid = np.searchsorted(curve["coverage"], grid - 1e-12)
+    return {
+        "target": s.target_accuracy,
+        "threshold": threshold,
+        "val_coverage": metrics.selective_at(val_probs.max(1), val_correct, threshold)["coverage"]
+        if threshold is not None
+        else None,
+        "test_coverage": at["coverage"] if at else None,
+        "test_accuracy": at["accuracy"] if at and at["coverage"] > 0 else None,
+        "abstained": int(round((1 - at["coverage"]) * len(conf))) if at else None,
+        "aurc": curve["aurc"],
+        "curve": [
+            {"coverage": float(curve["coverage"][i]), "accuracy": float(curve["accuracy"][i])}
+            for i in np.minimum(at_grid, len(curve["coverage"]) - 1)
+        ],
+        "figure": "risk_coverage.png",
+    }
+
+
+def _comparison_section(
+    model, other, images, labels, correct, probs, classes, s, fig_dir: Path
+) -> dict:
+    other_probs = metrics.softmax(predict(other, images, "compare", s.progress))
+    other_pred = other_probs.argmax(1)
+    other_correct = other_pred == labels
+    summary = metrics.classification_summary(
+        labels, other_pred, len(classes), s.bootstrap_resamples, s.seed, s.ci_level
+    )
+    pred = probs.argmax(1)
+    differ = np.nonzero(pred != other_pred)[0][: s.gallery_size]
+    if len(differ):
+        captions = [
+            f"t={figures.short(classes[labels[i]])}\nA={figures.short(classes[pred[i]])}"
+            f" B={figures.short(classes[other_pred[i]])}"
+            for i in differ
+        ]
+        figures.gallery(images[differ], captions, fig_dir / "disagreements.png")
+    return {
+        "model_path": str(other.info.path),
+        "architecture": other.info.metadata.get("architecture", "unknown"),
+        "accuracy": summary["accuracy"],
+        "accuracy_ci": summary["accuracy_ci"],
+        "macro_f1": summary["macro_f1"],
+        "ece": metrics.expected_calibration_error(other_probs, labels, s.ece_bins),
+        "disagreements": int((pred != other_pred).sum()),
+        "mcnemar": metrics.mcnemar(correct, other_correct),
+        "figure": "disagreements.png" if len(differ) else None,
+    }
+
+
+def _ablation_section(path: Path | None) -> dict | None:
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        rows = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc.msg})") from None
+    keys = ("variant", "val_acc_mean", "val_acc_std")
+    if not isinstance(rows, list) or not all(
+        isinstance(r, dict) and set(keys) <= r.keys() for r in rows
+    ):
+        raise ValueError(f"{path}: expected a list of rows with keys {list(keys)}")
+    return {
+        "path": str(path),
+        "rows": [{**{k: r[k] for k in keys}, "seeds": len(r.get("seeds", []))} for r in rows],
+    }

@@ -1,0 +1,271 @@
+"""Pure evaluation metrics: accuracy and its intervals, per-class scores, calibration,
+selective prediction and McNemar's test. Arrays in, numbers out; seeds are passed in."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import optimize, stats
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of logits / temperature, in float64."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
+    return float(np.mean(np.asarray(labels) == np.asarray(predictions)))
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (Wilson 1927)."""
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    """[resamples, n] indices drawn with replacement; one seed gives one set of resamples."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def _percentile_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    alpha = (1 - level) / 2
+    return np.quantile(samples, alpha, axis=0), np.quantile(samples, 1 - alpha, axis=0)
+
+
+def bootstrap_confusions(
+    labels: np.ndarray, predictions: np.ndarray, num_classes: int, indices: np.ndarray
+) -> np.ndarray:
+    """Confusion matrices [resamples, C, C] (rows true, columns predicted) of each resample."""
+    resamples = indices.shape[0]
+    cells = labels[indices] * num_classes + predictions[indices]
+    cells = cells + (np.arange(resamples) * num_classes * num_classes)[:, None]
+    counts = np.bincount(cells.ravel(), minlength=resamples * num_classes * num_classes)
+    return counts.reshape(resamples, num_classes, num_classes)
+
+
+def prf_from_confusion(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall, F1 from confusion matrices [..., C, C]; 0 where undefined
+    (sklearn's zero_division=0)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    predicted = cm.sum(axis=-2)
+    actual = cm.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(actual > 0, tp / actual, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return precision, recall, f1
+
+
+def classification_summary(
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    num_classes: int,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """Accuracy (bootstrap and Wilson intervals), macro-F1 and per-class P/R/F1 with bootstrap
+    percentile intervals; every statistic is computed on the same resamples."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predictions = np.asarray(predictions, dtype=np.int64)
+    n = len(labels)
+    cm = sk_confusion_matrix(labels, predictions, labels=np.arange(num_classes))
+    precision, recall, f1 = prf_from_confusion(cm)
+    idx = bootstrap_indices(n, resamples, seed)
+    boot_cm = bootstrap_confusions(labels, predictions, num_classes, idx)
+    b_precision, b_recall, b_f1 = prf_from_confusion(boot_cm)
+    b_acc = np.trace(boot_cm, axis1=1, axis2=2) / n
+    b_macro = b_f1.mean(axis=1)
+    acc = float(np.trace(cm) / n)
+    acc_lo, acc_hi = _percentile_interval(b_acc, level)
+    w_lo, w_hi = wilson_interval(int(np.trace(cm)), n)
+    m_lo, m_hi = _percentile_interval(b_macro, level)
+    intervals = {
+        name: _percentile_interval(s, level)
+        for name, s in (("precision", b_precision), ("recall", b_recall), ("f1", b_f1))
+    }
+    per_class = []
+    for c in range(num_classes):
+        row = {"support": int(cm[c].sum())}
+        for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
+            lo, hi = intervals[name]
+            row[name] = float(values[c])
+            row[f"{name}_ci"] = [float(lo[c]), float(hi[c])]
+        per_class.append(row)
+    return {
+        "n": n,
+        "correct": int(np.trace(cm)),
+        "accuracy": acc,
+        "accuracy_ci": [float(acc_lo), float(acc_hi)],
+        "accuracy_wilson": [w_lo, w_hi],
+        "macro_f1": float(f1.mean()),
+        "macro_f1_ci": [float(m_lo), float(m_hi)],
+        "per_class": per_class,
+        "confusion": cm.tolist(),
+    }
+
+
+def most_frequent_baseline(train_labels: np.ndarray, test_labels: np.ndarray) -> dict:
+    """Accuracy of always answering the most frequent training class."""
+    counts = np.bincount(train_labels)
+    majority = int(np.argmax(counts))
+    return {
+        "class_id": majority,
+        "accuracy": accuracy(test_labels, np.full_like(test_labels, majority)),
+    }
+
+
+def top_confused_pairs(cm: np.ndarray, k: int) -> list[dict]:
+    """The k largest off-diagonal cells of a confusion matrix, largest first."""
+    cm = np.asarray(cm)
+    off = cm.astype(np.int64).copy()
+    np.fill_diagonal(off, -1)
+    order = np.argsort(-off, axis=None, kind="stable")[:k]
+    pairs = []
+    for flat in order:
+        t, p = divmod(int(flat), cm.shape[1])
+        if off[t, p] <= 0:
+            break
+        pairs.append(
+            {
+                "true": t,
+                "predicted": p,
+                "count": int(cm[t, p]),
+                "rate": float(cm[t, p] / max(cm[t].sum(), 1)),
+            }
+        )
+    return pairs
+
+
+# ---------------------------------------------------------------------------
+# Calibration
+
+
+def calibration_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
+    """Equal-width confidence bins (lo, hi] as in Guo et al. 2017: count, accuracy and mean
+    confidence per bin, and the expected calibration error (bin-weighted |acc - conf|)."""
+    probabilities = np.asarray(probabilities)
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == labels).astype(np.float64)
+    which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    acc_sum = np.bincount(which, weights=correct, minlength=bins)
+    conf_sum = np.bincount(which, weights=confidence, minlength=bins)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc = np.where(count > 0, acc_sum / count, 0.0)
+        conf = np.where(count > 0, conf_sum / count, 0.0)
+    ece = float(np.sum(count / len(labels) * np.abs(acc - conf)))
+    return {
+        "bins": bins,
+        "count": count.tolist(),
+        "accuracy": acc.tolist(),
+        "confidence": conf.tolist(),
+        "ece": ece,
+    }
+
+
+def expected_calibration_error(
+    probabilities: np.ndarray, labels: np.ndarray, bins: int = 15
+) -> float:
+    return calibration_bins(probabilities, labels, bins)["ece"]
+
+
+def negative_log_likelihood(
+    logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0
+) -> float:
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(z).sum(axis=1))
+    return float(np.mean(log_norm - z[np.arange(len(labels)), labels]))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T > 0 minimising the NLL of softmax(logits / T) (Guo et al. 2017)."""
+    result = optimize.minimize_scalar(
+        lambda log_t: negative_log_likelihood(logits, labels, math.exp(log_t)),
+        bounds=(math.log(0.05), math.log(20.0)),
+        method="bounded",
+        options={"xatol": 1e-5},
+    )
+    return float(math.exp(result.x))
+
+
+# ---------------------------------------------------------------------------
+# Selective prediction
+
+
+def risk_coverage(confidence: np.ndarray, correct: np.ndarray) -> dict:
+    """Accuracy of the k most confident answers for every k: coverage k/n, accuracy there, and
+    the confidence threshold that keeps them. Ties in confidence are kept together."""
+    order = np.argsort(-confidence, kind="stable")
+    conf_sorted = confidence[order]
+    hits = np.cumsum(correct[order])
+    k = np.arange(1, len(order) + 1)
+    # only cut where the next confidence differs, so a threshold keeps whole tie groups
+    last_of_group = np.r_[conf_sorted[1:] != conf_sorted[:-1], True]
+    k, hits, thresholds = k[last_of_group], hits[last_of_group], conf_sorted[last_of_group]
+    acc = hits / k
+    coverage = k / len(order)
+    aurc = float(np.mean(1 - np.cumsum(correct[order]) / np.arange(1, len(order) + 1)))
+    return {"coverage": coverage, "accuracy": acc, "threshold": thresholds, "aurc": aurc}
+
+
+def threshold_for_accuracy(
+    confidence: np.ndarray, correct: np.ndarray, target: float
+) -> float | None:
+    """The lowest confidence threshold whose kept answers (confidence >= it) reach `target`
+    accuracy, i.e. the largest coverage that does; None if no threshold reaches it."""
+    curve = risk_coverage(confidence, correct)
+    ok = np.nonzero(curve["accuracy"] >= target)[0]
+    if len(ok) == 0:
+        return None
+    return float(curve["threshold"][ok[-1]])
+
+
+def selective_at(confidence: np.ndarray, correct: np.ndarray, threshold: float) -> dict:
+    """Coverage and accuracy of the answers with confidence >= threshold."""
+    keep = confidence >= threshold
+    kept = int(keep.sum())
+    return {
+        "coverage": kept / len(confidence),
+        "accuracy": float(correct[keep].mean()) if kept else float("nan"),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Paired comparison
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
+    """McNemar's test on paired correctness: the exact two-sided binomial p-value on the
+    discordant pairs, and the continuity-corrected chi-square beside it."""
+    correct_a = np.asarray(correct_a, dtype=bool)
+    correct_b = np.asarray(correct_b, dtype=bool)
+    b = int(np.sum(correct_a & ~correct_b))  # A right, B wrong
+    c = int(np.sum(~correct_a & correct_b))  # A wrong, B right
+    n = b + c
+    if n == 0:
+        return {"a_only": b, "b_only": c, "p_exact": 1.0, "chi2": 0.0, "p_chi2": 1.0}
+    p_exact = float(stats.binomtest(min(b, c), n, 0.5).pvalue)
+    chi2 = (abs(b - c) - 1) ** 2 / n
+    return {
+        "a_only": b,
+        "b_only": c,
+        "p_exact": min(1.0, p_exact),
+        "chi2": float(chi2),
+        "p_chi2": float(stats.chi2.sf(chi2, 1)),
+    }
