@@ -1,0 +1,221 @@
+"""service.runtime: the contract check, devices, threads, batching and the answer format."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from service import runtime
+from service.runtime import (
+    ModelError,
+    check_model_file,
+    default_model_path,
+    load_model,
+    select_providers,
+    top_k_predictions,
+)
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model_path):
+    return load_model(tiny_model_path, device="cpu", threads=1)
+
+
+def _rename_everywhere(model: onnx.ModelProto, old: str, new: str) -> None:
+    for value in [*model.graph.input, *model.graph.output]:
+        if value.name == old:
+            value.name = new
+    for node in model.graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+
+
+def _set_metadata(model: onnx.ModelProto, key: str, value: str | None) -> None:
+    kept = [p for p in model.metadata_props if p.key != key]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    if value is not None:
+        model.metadata_props.add(key=key, value=value)
+
+
+@pytest.fixture
+def edited(tiny_model_path, tmp_path):
+    """Save an edited copy of the tiny model: edited(change) -> path."""
+
+    def make(change) -> object:
+        model = onnx.load(tiny_model_path)
+        change(model)
+        path = tmp_path / "edited.onnx"
+        onnx.save(model, path)
+        return path
+
+    return make
+
+
+def test_tiny_model_passes_the_contract_check(tiny_model_path):
+    model = check_model_file(tiny_model_path)
+    assert [i.name for i in model.graph.input] == ["image"]
+
+
+def test_info_names_file_checksum_classes_and_provider(classifier, tiny_model_path):
+    info = classifier.info
+    assert info.path == tiny_model_path
+    assert info.sha256 == hashlib.sha256(tiny_model_path.read_bytes()).hexdigest()
+    assert len(classifier.classes) == 10 and classifier.classes[7] == "Sneaker"
+    assert json.loads(info.metadata["classes"]) == list(classifier.classes)
+    assert info.providers == ("CPUExecutionProvider",)
+
+
+@pytest.mark.parametrize("n", [1, 257])
+def test_any_batch_size_gives_one_row_of_logits_per_image(classifier, n):
+    images = np.random.default_rng(n).random((n, 1, 28, 28), dtype=np.float32)
+    logits = classifier.logits(images)
+    assert logits.shape == (n, 10) and logits.dtype == np.float32
+
+
+def test_large_batches_are_chunked_without_changing_answers(classifier, monkeypatch):
+    images = np.random.default_rng(0).random((257, 1, 28, 28), dtype=np.float32)
+    whole = classifier.logits(images)
+    monkeypatch.setattr(runtime, "CHUNK", 100)
+    chunked = classifier.logits(images)
+    np.testing.assert_allclose(chunked, whole, atol=1e-5)
+    np.testing.assert_allclose(classifier.logits(images[5:6]), whole[5:6], atol=1e-5)
+
+
+def test_probabilities_are_a_softmax(classifier):
+    images = np.random.default_rng(1).random((4, 1, 28, 28), dtype=np.float32)
+    p = classifier.probabilities(images)
+    assert p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(axis=1), 1, atol=1e-5)
+    assert (p.argmax(1) == classifier.logits(images).argmax(1)).all()
+
+
+def test_images_of_the_wrong_shape_are_refused(classifier):
+    with pytest.raises(ValueError, match=r"shape \[N, 1, 28, 28\], got \[2, 28, 28\]"):
+        classifier.logits(np.zeros((2, 28, 28), dtype=np.float32))
+
+
+def test_missing_file_names_the_file(tmp_path):
+    with pytest.raises(ModelError, match=r"nothing\.onnx: model file not found"):
+        load_model(tmp_path / "nothing.onnx")
+
+
+def test_truncated_model_is_refused(tiny_model_path, tmp_path):
+    path = tmp_path / "cut.onnx"
+    path.write_bytes(tiny_model_path.read_bytes()[:5000])
+    with pytest.raises(ModelError, match=r"cut\.onnx: not an ONNX model"):
+        load_model(path)
+
+
+def test_a_text_file_is_not_a_model(tmp_path):
+    path = tmp_path / "notes.onnx"
+    path.write_text("these are not weights\n")
+    with pytest.raises(ModelError, match=r"notes\.onnx: not an ONNX model"):
+        check_model_file(path)
+
+
+def test_wrong_input_shape_is_refused(edited):
+    def three_channels(model):
+        model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 3
+
+    with pytest.raises(ModelError, match=r"input 'image' must have shape \[N, 1, 28, 28\]"):
+        check_model_file(edited(three_channels))
+
+
+def test_fixed_batch_size_is_refused(edited):
+    def batch_of_one(model):
+        model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+
+    with pytest.raises(ModelError, match="batch axis N must be dynamic"):
+        check_model_file(edited(batch_of_one))
+
+
+def test_wrong_input_name_is_refused(edited):
+    with pytest.raises(ModelError, match=r"one input named 'image', got \['pixels'\]"):
+        check_model_file(edited(lambda m: _rename_everywhere(m, "image", "pixels")))
+
+
+def test_wrong_output_name_is_refused(edited):
+    with pytest.raises(ModelError, match=r"one output named 'logits', got \['scores'\]"):
+        check_model_file(edited(lambda m: _rename_everywhere(m, "logits", "scores")))
+
+
+def test_missing_classes_are_refused(edited):
+    with pytest.raises(ModelError, match=r"edited\.onnx: metadata has no 'classes'"):
+        load_model(edited(lambda m: _set_metadata(m, "classes", None)))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("T-shirt, Trouser", "not valid JSON"),
+        (json.dumps(["a"] * 10), "10 distinct names"),
+        (json.dumps([f"c{i}" for i in range(9)]), "10 distinct names"),
+    ],
+)
+def test_malformed_classes_are_refused(edited, value, message):
+    with pytest.raises(ModelError, match=message):
+        check_model_file(edited(lambda m: _set_metadata(m, "classes", value)))
+
+
+def test_weights_in_an_external_file_are_refused(tiny_model_path, tmp_path):
+    path = tmp_path / "split.onnx"
+    onnx.save(onnx.load(tiny_model_path), path, save_as_external_data=True, size_threshold=0)
+    with pytest.raises(ModelError, match="external-data file"):
+        check_model_file(path)
+
+
+def test_cpu_is_chosen_when_no_gpu_is_visible(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert select_providers("auto") == ["CPUExecutionProvider"]
+    assert select_providers("cpu") == ["CPUExecutionProvider"]
+    with pytest.raises(RuntimeError, match="device 'cuda' requested but no usable GPU"):
+        select_providers("cuda")
+
+
+def test_unknown_device_is_refused():
+    with pytest.raises(ValueError, match="device must be one of .* got 'tpu'"):
+        select_providers("tpu")
+
+
+def test_threads_come_from_the_environment_and_are_checked(monkeypatch):
+    monkeypatch.setenv("WARDROBE_THREADS", "3")
+    assert runtime.resolve_threads(None) == 3
+    assert runtime.resolve_threads(1) == 1
+    monkeypatch.setenv("WARDROBE_THREADS", "many")
+    with pytest.raises(ValueError, match="WARDROBE_THREADS must be a whole number, got 'many'"):
+        runtime.resolve_threads(None)
+    with pytest.raises(ValueError, match="threads must be 0 .* got -2"):
+        runtime.resolve_threads(-2)
+
+
+def test_default_model_path_honours_wardrobe_model(monkeypatch, tmp_path):
+    monkeypatch.delenv("WARDROBE_MODEL", raising=False)
+    assert default_model_path().parts[-2:] == ("models", "cnn.onnx")
+    monkeypatch.setenv("WARDROBE_MODEL", str(tmp_path / "other.onnx"))
+    assert default_model_path() == tmp_path / "other.onnx"
+
+
+def test_top_k_answers_follow_the_http_contract():
+    classes = [f"c{i}" for i in range(10)]
+    p = np.full((2, 10), 0.01, dtype=np.float32)
+    p[0, 7], p[0, 5], p[1, 2] = 0.873456, 0.04, 0.91
+    answers = top_k_predictions(p, classes, 3)
+    assert answers[0] == {
+        "label": "c7",
+        "class_id": 7,
+        "confidence": 0.8735,
+        "top_k": [
+            {"label": "c7", "class_id": 7, "probability": 0.8735},
+            {"label": "c5", "class_id": 5, "probability": 0.04},
+            {"label": "c0", "class_id": 0, "probability": 0.01},
+        ],
+    }
+    assert answers[1]["label"] == "c2"
+    assert len(top_k_predictions(p, classes, 50)[0]["top_k"]) == 10
+    with pytest.raises(ValueError, match="top_k must be at least 1, got 0"):
+        top_k_predictions(p, classes, 0)
