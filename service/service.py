@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from service.batching import Batcher, QueueFull
 from service.runtime import cuda_available, load_model, top_k_predictions
 from service.settings import Settings
-from service.uploads import SCOPE_KEY, Upload, UploadGate
+from service.uploads import FIELD, SCOPE_KEY, Upload, UploadGate
 
 log = logging.getLogger("wardrobe.service")
 
@@ -34,6 +34,8 @@ SETTINGS = Settings.from_env().resolved(gpu=GPU, cpu_count=os.cpu_count() or 1)
     traffic={"timeout": SETTINGS.timeout_s},
     # The access log halves throughput on a model this small (benchmarks/load.py).
     logging={"access": {"enabled": SETTINGS.access_log}},
+    # BentoML's OpenTelemetry middleware builds a span per request even when nothing samples it.
+    tracing={} if SETTINGS.tracing else {"excluded_urls": ["/classify", "/metrics", "/readyz"]},
 )
 class Wardrobe:
     def __init__(self) -> None:
@@ -76,15 +78,12 @@ class Wardrobe:
         """Classify the images uploaded in multipart field `images`, answers in upload order."""
         upload: Upload | None = ctx.request.scope.get(SCOPE_KEY)
         if upload is None:  # only reachable if the gate was bypassed
-            return JSONResponse({"error": "no upload: send files in field 'images'"}, 400)
+            return _error(ctx, 400, f"no upload: send files in field '{FIELD}'")
         try:
             probabilities = await self.batcher.submit(upload.images)
         except QueueFull as exc:
-            return JSONResponse(
-                {"error": f"server overloaded ({exc}); retry shortly"},
-                status_code=503,
-                headers={"Retry-After": "1"},
-            )
+            ctx.response.metadata["Retry-After"] = "1"
+            return _error(ctx, 503, f"server overloaded ({exc}); retry shortly")
         answers = top_k_predictions(probabilities, self.classes, self.settings.top_k)
         for answer in answers:
             self.predictions.labels(label=answer["label"]).inc()
@@ -93,6 +92,12 @@ class Wardrobe:
     @bentoml.on_shutdown
     def close(self) -> None:
         self.batcher.close()
+
+
+def _error(ctx: bentoml.Context, status: int, message: str) -> JSONResponse:
+    # BentoML sets a context-taking endpoint's status from ctx.response, not from the Response.
+    ctx.response.status_code = status
+    return JSONResponse({"error": message}, status_code=status)
 
 
 Wardrobe.add_asgi_middleware(

@@ -46,6 +46,8 @@ class Settings:
     """WARDROBE_TIMEOUT_S: a request still unanswered after this gets 504."""
     access_log: bool = False
     """WARDROBE_ACCESS_LOG: log every request (costs about half the throughput on small models)."""
+    tracing: bool = False
+    """WARDROBE_TRACING: OpenTelemetry spans for /classify (off: about 10% of a worker's CPU)."""
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):

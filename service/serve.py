@@ -1,0 +1,85 @@
+"""`wardrobe serve` and `wardrobe demo`: start the BentoML service (`bentoml serve` underneath)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from service.runtime import check_model_file, default_model_path
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICE = "service.service:Wardrobe"
+SAMPLE = ROOT / "service" / "samples" / "sneaker.png"
+"""Fashion-MNIST test image #9, a sneaker: what the demo's curl line classifies."""
+
+
+def start(model: Path | None, port: int, host: str) -> subprocess.Popen:
+    """Check the settings and the model here (one clear line if wrong), then start the server."""
+    env = dict(os.environ)
+    if model is not None:
+        env["WARDROBE_MODEL"] = str(model)
+    Settings.from_env(env)  # a bad WARDROBE_* value fails now, naming the variable
+    path = Path(env["WARDROBE_MODEL"]) if env.get("WARDROBE_MODEL") else default_model_path()
+    check_model_file(path)
+    env["WARDROBE_MODEL"] = str(path.resolve())
+    command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port),
+               "--host", host]  # fmt: skip
+    return subprocess.Popen(command, cwd=ROOT, env=env)
+
+
+def wait_ready(process: subprocess.Popen, url: str, timeout_s: float = 180) -> None:
+    """Poll `url`/readyz until it answers 200; RuntimeError if the server dies or times out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode} while starting")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the server was not ready after {timeout_s:.0f} s ({url}/readyz)")
+
+
+def stop(process: subprocess.Popen) -> int:
+    """Stop the server (SIGTERM, then SIGKILL after 20 s); return its exit status."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
+def serve(model: Path | None = None, port: int = 3000, host: str = "127.0.0.1") -> int:
+    """Run the service in the foreground until it exits or Ctrl-C."""
+    process = start(model, port, host)
+    try:
+        return process.wait()
+    finally:
+        stop(process)
+
+
+def demo(port: int = 3000) -> int:
+    """Start the service on the shipped model, print a curl line that classifies a sample."""
+    host = "127.0.0.1"
+    url = f"http://{host}:{port}"
+    process = start(None, port, host)
+    try:
+        wait_ready(process, url)
+        sample = os.path.relpath(SAMPLE) if SAMPLE.is_relative_to(Path.cwd()) else str(SAMPLE)
+        print(f"\nwardrobe is serving on {url} (Ctrl-C to stop). Classify a sample image:\n")
+        print(f"    curl -F images=@{shlex.quote(sample)} {url}/classify\n", flush=True)
+        return process.wait()
+    finally:
+        stop(process)

@@ -1,0 +1,283 @@
+"""The real service over HTTP: `bentoml serve` in a subprocess, the tiny model, small limits."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.preprocess import decode_image, to_fashion_mnist, to_model_input
+from service.runtime import load_model, top_k_predictions
+from service.serve import SERVICE, stop, wait_ready
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "service" / "samples"
+LIMITS = {
+    "WARDROBE_WORKERS": "1",
+    "WARDROBE_MAX_FILES": "8",
+    "WARDROBE_MAX_FILE_BYTES": "200000",
+    "WARDROBE_MAX_REQUEST_BYTES": "1000000",
+    "WARDROBE_MAX_PIXELS": "10000",
+    "WARDROBE_QUEUE_BOUND": "8",
+    # A wide batching window makes "arrive together" and "queue is full" deterministic here.
+    "WARDROBE_MAX_LATENCY_MS": "100",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_path, tmp_path_factory):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, **LIMITS, "WARDROBE_MODEL": str(tiny_model_path)}
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_ready(process, url, timeout_s=120)
+            yield url
+        finally:
+            stop(process)
+    assert "Traceback" not in log.read_text(errors="replace"), log.read_text()[-3000:]
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _noise_png(seed: int, size: int = 28) -> bytes:
+    rng = np.random.default_rng(seed)
+    return _png(rng.integers(0, 256, (size, size), dtype=np.uint8))
+
+
+def _classify(url: str, files: list, **kwargs) -> httpx.Response:
+    return httpx.post(f"{url}/classify", files=files, timeout=30, **kwargs)
+
+
+def _good(url: str) -> None:
+    response = _classify(url, [("images", ("sneaker.png", (SAMPLES / "sneaker.png").read_bytes()))])
+    assert response.status_code == 200, response.text
+    assert len(response.json()) == 1
+
+
+def _metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    values = [
+        float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+    ]
+    return sum(values)
+
+
+def test_one_image_gets_the_contract_answer(server):
+    response = _classify(
+        server, [("images", ("sneaker.png", (SAMPLES / "sneaker.png").read_bytes()))]
+    )
+    assert response.status_code == 200
+    [answer] = response.json()
+    assert set(answer) == {"label", "class_id", "confidence", "top_k"}
+    assert answer["top_k"][0] == {
+        "label": answer["label"], "class_id": answer["class_id"],
+        "probability": answer["confidence"],
+    }  # fmt: skip
+    assert len(answer["top_k"]) == 3
+
+
+def test_many_images_are_answered_in_request_order(server, tiny_model_path):
+    blobs = [_noise_png(seed) for seed in range(5)] + [(SAMPLES / "trouser.png").read_bytes()]
+    classifier = load_model(tiny_model_path, device="cpu", threads=1)
+    inputs = to_model_input([to_fashion_mnist(decode_image(b)) for b in blobs])
+    expected = top_k_predictions(classifier.probabilities(inputs), classifier.classes, 3)
+    assert len({json.dumps(e) for e in expected}) == len(blobs)  # order is visible
+    response = _classify(server, [("images", (f"{i}.png", b)) for i, b in enumerate(blobs)])
+    assert response.status_code == 200
+    got = response.json()
+    for answer, want in zip(got, expected, strict=True):
+        assert answer["class_id"] == want["class_id"]
+        assert answer["confidence"] == pytest.approx(want["confidence"], abs=2e-4)
+
+
+def _truncated_png() -> bytes:
+    data = _noise_png(1)
+    return data[: len(data) // 2]
+
+
+def _bomb_png() -> bytes:
+    # 4,000 x 4,000 black pixels compress to a few kB: far over the 10,000-pixel test limit.
+    return _png(np.zeros((4000, 4000), dtype=np.uint8))
+
+
+def _zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("sneaker.png", (SAMPLES / "sneaker.png").read_bytes())
+    return buffer.getvalue()
+
+
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"><rect width="9"/></svg>'
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+BAD_FILES = {
+    "empty": (b"", "empty"),
+    "text": (b"label,class\nsneaker,7\n", "text"),
+    "truncated": (_truncated_png(), "truncated or corrupt"),
+    "svg": (SVG, "SVG"),
+    "pdf": (PDF, "PDF"),
+    "zip": (_zip(), "ZIP"),
+    "bomb": (_bomb_png(), "over the limit"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_a_bad_file_is_a_400_naming_it_and_the_server_still_serves(server, kind):
+    data, reason = BAD_FILES[kind]
+    files = [("images", ("fine.png", _noise_png(0))), ("images", (f"bad-{kind}.png", data))]
+    response = _classify(server, files)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert f"bad-{kind}.png" in error and reason in error
+    _good(server)
+
+
+def test_a_file_over_the_per_file_limit_is_a_413_naming_it(server):
+    big = np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8)  # ~90 kB PNG
+    data = _png(big) * 3  # ~270 kB, over the 200 kB per-file limit
+    response = _classify(server, [("images", ("huge.png", data))])
+    assert response.status_code == 413
+    assert "huge.png" in response.json()["error"]
+    _good(server)
+
+
+def test_a_body_over_the_per_request_limit_is_a_413(server):
+    part = os.urandom(150_000)  # each under the per-file limit, together over 1 MB
+    response = _classify(server, [("images", (f"{i}.png", part)) for i in range(7)])
+    assert response.status_code == 413
+    assert "request body" in response.json()["error"]
+    _good(server)
+
+
+def test_a_declared_oversized_body_is_refused_before_reading(server):
+    body = b"x" * 1_500_000
+    response = httpx.post(
+        f"{server}/classify", content=body, timeout=30,
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )  # fmt: skip
+    assert response.status_code == 413
+    assert "over the limit of 1,000,000 bytes" in response.json()["error"]
+    _good(server)
+
+
+def test_too_many_files_is_a_413(server):
+    response = _classify(server, [("images", (f"{i}.png", _noise_png(i))) for i in range(9)])
+    assert response.status_code == 413
+    assert "too many files" in response.json()["error"]
+    _good(server)
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        [("image", ("sneaker.png", (SAMPLES / "sneaker.png").read_bytes()))],
+        [("note", (None, "no file here"))],
+    ],
+    ids=["misnamed-field", "missing-field"],
+)
+def test_a_missing_or_misnamed_field_is_a_400_saying_what_to_send(server, files):
+    response = _classify(server, files)
+    assert response.status_code == 400
+    assert "no files in field 'images'" in response.json()["error"]
+    _good(server)
+
+
+def test_a_non_multipart_body_is_a_415(server):
+    response = httpx.post(f"{server}/classify", json={"images": ["a.png"]}, timeout=30)
+    assert response.status_code == 415
+    assert "multipart/form-data" in response.json()["error"]
+
+
+def test_a_url_instead_of_a_file_is_refused_and_never_fetched(server):
+    hits = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server API
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write((SAMPLES / "sneaker.png").read_bytes())
+
+        def log_message(self, *args):
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Recorder) as target:
+        threading.Thread(target=target.serve_forever, daemon=True).start()
+        link = f"http://127.0.0.1:{target.server_address[1]}/sneaker.png"
+        response = _classify(server, [("images", (None, link))])  # a text part, no file
+        target.shutdown()
+    assert response.status_code == 400
+    assert "not fetched" in response.json()["error"] and link in response.json()["error"]
+    assert hits == []
+
+
+async def _concurrently(url: str, uploads: list[list]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        return await asyncio.gather(*(client.post(f"{url}/classify", files=f) for f in uploads))
+
+
+def test_a_bad_request_never_fails_a_good_one_sent_with_it(server):
+    good = [("images", ("good.png", (SAMPLES / "sneaker.png").read_bytes()))]
+    bad = [("images", ("fine.png", _noise_png(3))), ("images", ("broken.png", _truncated_png()))]
+    responses = asyncio.run(_concurrently(server, [bad, good, bad, good]))
+    assert [r.status_code for r in responses] == [400, 200, 400, 200]
+
+
+def test_requests_that_arrive_together_share_one_model_call(server):
+    calls = _metric(server, "wardrobe_batch_size_count")
+    images = _metric(server, "wardrobe_batch_size_sum")
+    uploads = [[("images", (f"{i}.png", _noise_png(i)))] for i in range(6)]
+    responses = asyncio.run(_concurrently(server, uploads))
+    assert all(r.status_code == 200 for r in responses)
+    assert _metric(server, "wardrobe_batch_size_sum") - images == 6
+    assert _metric(server, "wardrobe_batch_size_count") - calls < 6
+
+
+def test_beyond_the_queue_bound_is_a_503_with_retry_after(server):
+    full = [("images", (f"{i}.png", _noise_png(i))) for i in range(8)]  # fills the bound of 8
+    one = [("images", ("one.png", _noise_png(9)))]
+    responses = asyncio.run(_concurrently(server, [full, one]))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200, 503]
+    refused = next(r for r in responses if r.status_code == 503)
+    assert refused.headers["Retry-After"] == "1"
+    assert "overloaded" in refused.json()["error"]
+    _good(server)
+
+
+def test_ready_and_metrics_show_batches_and_predictions(server):
+    _good(server)
+    assert httpx.get(f"{server}/readyz", timeout=10).status_code == 200
+    text = httpx.get(f"{server}/metrics", timeout=10).text
+    assert 'wardrobe_batch_size_bucket{le="1.0"}' in text
+    assert re.search(r'^wardrobe_predictions_total\{label="[^"]+"\} [1-9]', text, re.M)
