@@ -1,0 +1,230 @@
+"""The training configuration: typed dataclasses read from TOML, with `--set key=value` overrides.
+
+Validated once here; the rest of the program trusts it. An unknown key or a bad
+value is a ConfigError that names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from training.augment import AugmentConfig
+from training.models import ModelConfig
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed, names an unknown key, or has a bad value."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    data_dir: str = ""
+    """Directory with the four Fashion-MNIST .gz files ("" = the usual search order)."""
+    val_size: int = 5000
+    """Images held out of the 60k training set for validation (early stopping, tuning)."""
+    split_seed: int = 0
+    """Seed of the stratified train/validation split."""
+    train_subset: int = 0
+    """Use only this many training images (stratified; 0 = all). For smoke tests and ablations."""
+    loader: str = "tensor"
+    """"tensor" (whole split on the device, batched augmentation) or "dataloader" (workers)."""
+    workers: int = 2
+    """DataLoader worker processes when loader = "dataloader"."""
+
+    def __post_init__(self) -> None:
+        if self.loader not in ("tensor", "dataloader"):
+            raise ConfigError(f"data.loader must be 'tensor' or 'dataloader', got {self.loader!r}")
+        if not 0 < self.val_size < 60000:
+            raise ConfigError(f"data.val_size must be in 1..59999, got {self.val_size!r}")
+        if self.train_subset < 0:
+            raise ConfigError(f"data.train_subset must be >= 0, got {self.train_subset!r}")
+        if self.workers < 0:
+            raise ConfigError(f"data.workers must be >= 0, got {self.workers!r}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "sgd"
+    """"sgd" (Nesterov momentum) or "adamw"."""
+    lr: float = 0.1
+    """Peak learning rate."""
+    momentum: float = 0.9
+    """SGD momentum (Nesterov)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas."""
+    weight_decay: float = 5e-4
+    """Decoupled L2 on weights; never on BatchNorm parameters or biases."""
+    label_smoothing: float = 0.1
+    """Cross-entropy label smoothing."""
+
+    def __post_init__(self) -> None:
+        if self.name not in ("sgd", "adamw"):
+            raise ConfigError(f"optim.name must be 'sgd' or 'adamw', got {self.name!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"optim.lr must be > 0, got {self.lr!r}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"optim.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"optim.label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"optim.momentum must be in [0, 1), got {self.momentum!r}")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: str = "onecycle"
+    """"onecycle", "cosine" (linear warm-up then cosine decay) or "constant"."""
+    warmup_epochs: float = 1.0
+    """Warm-up length for "cosine"; for "onecycle" it sets pct_start = warmup_epochs / epochs."""
+
+    def __post_init__(self) -> None:
+        if self.name not in ("onecycle", "cosine", "constant"):
+            raise ConfigError(
+                f"schedule.name must be 'onecycle', 'cosine' or 'constant', got {self.name!r}"
+            )
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"schedule.warmup_epochs must be >= 0, got {self.warmup_epochs!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str = "run"
+    """Run name, used in the run directory and the exported model's metadata."""
+    epochs: int = 10
+    """Maximum number of epochs."""
+    batch_size: int = 256
+    """Global batch size (split across ranks under torchrun)."""
+    seed: int = 0
+    """Seeds weights, shuffling, augmentation and dropout."""
+    patience: int = 0
+    """Early stopping: stop after this many epochs without a better validation accuracy (0 = off)."""
+    ema_decay: float = 0.0
+    """Exponential moving average of the weights, evaluated and saved instead of the raw weights (0 = off)."""
+    tta_flip: bool = False
+    """Evaluate on the image and its mirror and average the logits (the export bakes this in)."""
+    device: str = "auto"
+    """"auto" (CUDA when available), "cpu" or "cuda"."""
+    threads: int = 0
+    """CPU threads for torch (0 = all cores, divided between ranks)."""
+    out_dir: str = "runs"
+    """Where run directories are created."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        if self.patience < 0:
+            raise ConfigError(f"patience must be >= 0, got {self.patience!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0, got {self.threads!r}")
+
+
+def _coerce(value, hint, key: str):
+    """Turn a TOML value into the annotated type, or raise ConfigError naming the key."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a table, got {value!r}")
+        return _build(hint, value, key + ".")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        args = typing.get_args(hint)
+        item = args[0]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key} must have {len(args)} items, got {value!r}")
+        return tuple(_coerce(v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, args, strict=True)))
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a table, got {value!r}")
+        return dict(value)
+    if origin in (types.UnionType, typing.Union):
+        raise ConfigError(f"{key}: unsupported union type")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {hint!r}")
+
+
+def _build(cls, values: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'; known keys here: {sorted(names)}")
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """`a.b=value` → (["a", "b"], value); the value is read as TOML, else as a plain string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like key=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return [part.strip() for part in key.split(".")], value
+
+
+def load_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a TOML config, apply `key=value` overrides, and validate everything."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            values = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = values
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {k!r} is not a table")
+        node[keys[-1]] = value
+    return _build(TrainConfig, values)
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """Rebuild a config saved with `dataclasses.asdict` (e.g. from a checkpoint)."""
+    return _build(TrainConfig, values)

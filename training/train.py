@@ -1,0 +1,302 @@
+"""Train an MLP or CNN on Fashion-MNIST.
+
+Reads top to bottom like torchvision's reference script: `train_one_epoch`,
+`evaluate`, `load_data`, `main`, `get_args_parser`. Runs alone or under
+`torchrun --nproc_per_node=N -m training.train --config ...` (DDP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from training import fashion_mnist
+from training.checkpoint import load_checkpoint, save_checkpoint, write_json
+from training.config import TrainConfig, config_from_dict, load_config
+from training.data import ArrayDataset, TensorBatchLoader, standard_loader, stratified_split
+from training.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
+from training.models import build_model, count_parameters
+from training.run_log import RunLog
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device = 'cuda' but no CUDA device is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Decay only conv/linear weights: L2 on BatchNorm scales and biases only fights normalisation."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    o = cfg.optim
+    groups = param_groups(model, o.weight_decay)
+    if o.name == "sgd":
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.momentum > 0)
+    return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
+
+
+def build_scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    total = cfg.epochs * steps_per_epoch
+    s = cfg.schedule
+    if s.name == "onecycle":
+        pct = min(max(s.warmup_epochs / cfg.epochs, 0.01), 0.5)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.optim.lr, total_steps=total, pct_start=pct
+        )
+    if s.name == "cosine":
+        warmup = max(1, round(s.warmup_epochs * steps_per_epoch))
+        return torch.optim.lr_scheduler.SequentialLR(
+            optimizer,
+            [
+                torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=warmup),
+                torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup)),
+            ],
+            milestones=[warmup],
+        )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def forward(model: nn.Module, x: torch.Tensor, tta_flip: bool) -> torch.Tensor:
+    logits = model(x)
+    if tta_flip:  # garments are left-right symmetric enough that the mirror is a second opinion
+        logits = (logits + model(x.flip(-1))) / 2
+    return logits
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, device, ema, epoch, dist_info):
+    model.train()
+    loss_sum = correct = seen = 0.0
+    use_bf16 = device.type == "cuda"
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not dist_info.is_main,
+               mininterval=1.0 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
+    for x, y in bar:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if cfg.model.arch == "cnn":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.optim.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model.module if isinstance(model, DistributedDataParallel) else model)
+        n = len(y)
+        loss_sum += loss.item() * n
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += n
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+    loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], device, dist_info)
+    return loss_sum / seen, correct / seen
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: torch.device, tta_flip: bool, channels_last: bool):
+    """Mean loss (no smoothing) and accuracy of `model` over a loader; returns (loss, acc, logits)."""
+    model.eval()
+    loss_sum, correct, seen, all_logits = 0.0, 0, 0, []
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = forward(model, x, tta_flip).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+        all_logits.append(logits.cpu())
+    return loss_sum / seen, correct / seen, torch.cat(all_logits)
+
+
+def load_data(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, data_dir: str | None):
+    ds = fashion_mnist.load(data_dir or cfg.data.data_dir or None)
+    split = stratified_split(ds.train_labels, cfg.data.val_size, cfg.data.split_seed)
+    train_idx = split.train_indices
+    if cfg.data.train_subset and cfg.data.train_subset < len(train_idx):
+        keep = stratified_split(ds.train_labels[train_idx], cfg.data.train_subset,
+                                cfg.data.split_seed).val_indices
+        train_idx = train_idx[keep]
+    x_train, y_train = ds.train_images[train_idx], ds.train_labels[train_idx]
+    x_val, y_val = ds.train_images[split.val_indices], ds.train_labels[split.val_indices]
+    per_rank_batch = max(1, cfg.batch_size // dist_info.world_size)
+    if cfg.data.loader == "tensor":
+        train_loader = TensorBatchLoader(
+            x_train, y_train, per_rank_batch, device, shuffle=True, augment=cfg.augment,
+            seed=cfg.seed, drop_last=True, rank=dist_info.rank, world_size=dist_info.world_size,
+        )
+    else:
+        from training.presets import TrainPreset
+
+        if dist_info.enabled:
+            raise RuntimeError("data.loader = 'dataloader' is single-process; use 'tensor' under torchrun")
+        train_loader = standard_loader(ArrayDataset(x_train, y_train, TrainPreset(cfg.augment)),
+                                       per_rank_batch, shuffle=True, workers=cfg.data.workers,
+                                       seed=cfg.seed)
+    val_loader = TensorBatchLoader(x_val, y_val, 1000, device)
+    test_loader = TensorBatchLoader(ds.test_images, ds.test_labels, 1000, device)
+    return ds, split, len(train_idx), train_loader, val_loader, test_loader
+
+
+def source_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5,
+                               cwd=Path(__file__).resolve().parent).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def main(cfg: TrainConfig, run_dir: Path | None = None, resume: bool = False,
+         data_dir: str | None = None) -> Path:
+    """Train according to `cfg`; returns the run directory."""
+    device = resolve_device(cfg.device)
+    dist_info = init_distributed(device.type)
+    try:
+        return _train(cfg, device, dist_info, run_dir, resume, data_dir)
+    finally:
+        cleanup(dist_info)
+
+
+def _train(cfg, device, dist_info, run_dir, resume, data_dir) -> Path:
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // dist_info.world_size))
+    torch.manual_seed(cfg.seed)
+    started = time.time()
+    ds, split, n_train, train_loader, val_loader, test_loader = load_data(cfg, device, dist_info, data_dir)
+
+    model = build_model(cfg.model).to(device)
+    channels_last = cfg.model.arch == "cnn"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    n_params = count_parameters(model)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+           if cfg.ema_decay else None)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, len(train_loader))
+    if dist_info.enabled:
+        model = DistributedDataParallel(model)
+    raw_model = model.module if isinstance(model, DistributedDataParallel) else model
+
+    if run_dir is None:
+        run_dir = Path(cfg.out_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.name}"
+    log = RunLog(run_dir, enabled=dist_info.is_main)
+    start_epoch, best_acc, best_epoch, stale = 0, -1.0, -1, 0
+    if resume:
+        state = load_checkpoint(run_dir / "last.pt")
+        raw_model.load_state_dict(state["model"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        start_epoch, stale = state["epoch"], state["stale_epochs"]
+        best_acc, best_epoch = state["best_val_acc"], state["best_epoch"]
+        log.truncate_metrics(start_epoch)
+        log.info(f"resuming {run_dir} after epoch {start_epoch}")
+    else:
+        log.start(cfg, extra={
+            "parameters": n_params, "device": str(device), "world_size": dist_info.world_size,
+            "dataset_sha256": ds.checksum, "dataset_source": str(ds.source),
+            "split_sha256": split.checksum, "train_images": n_train,
+            "val_images": len(split.val_indices), "source_commit": source_commit(),
+        })
+    log.info(f"{cfg.model.arch.upper()} with {n_params:,} parameters on {device} "
+             f"(world size {dist_info.world_size}); {n_train} train / {len(split.val_indices)} val images")
+    eval_model = ema.module if ema is not None else raw_model
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        train_loader.set_epoch(epoch) if hasattr(train_loader, "set_epoch") else None
+        train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, scheduler, cfg, device,
+                                                ema, epoch, dist_info)
+        val_loss, val_acc, _ = evaluate(eval_model, val_loader, device, cfg.tta_flip, channels_last)
+        improved = val_acc > best_acc
+        if improved:
+            best_acc, best_epoch, stale = val_acc, epoch + 1, 0
+        else:
+            stale += 1
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+               "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - t0}
+        log.epoch(row, improved)
+        if dist_info.is_main:
+            if improved:
+                save_checkpoint({"model": eval_model.state_dict(), "config": dataclasses.asdict(cfg),
+                                 "epoch": epoch + 1, "val_acc": val_acc, "parameters": n_params}, run_dir / "best.pt")
+            save_checkpoint({
+                "model": raw_model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": {"torch": torch.get_rng_state()}, "epoch": epoch + 1, "stale_epochs": stale,
+                "best_val_acc": best_acc, "best_epoch": best_epoch, "config": dataclasses.asdict(cfg),
+            }, run_dir / "last.pt")
+        if cfg.patience and stale >= cfg.patience:
+            log.info(f"early stopping: no better validation accuracy for {stale} epochs; "
+                     f"restoring epoch {best_epoch} ({best_acc:.4f})")
+            break
+
+    # Final evaluation, once, on the best weights: the only time the test split is touched.
+    best = load_checkpoint(run_dir / "best.pt") if dist_info.is_main else None
+    if best is not None:
+        eval_model.load_state_dict(best["model"])
+        _, test_acc, _ = evaluate(eval_model, test_loader, device, cfg.tta_flip, channels_last)
+        log.finish({"best_epoch": best_epoch, "best_val_acc": best_acc, "test_acc": test_acc,
+                    "parameters": n_params, "wall_seconds": time.time() - started})
+    return run_dir
+
+
+def run_from_cli(config: Path, overrides: list[str], resume: Path | None = None,
+                 data_dir: Path | None = None) -> Path:
+    if resume is not None:
+        saved = resume / "config.json"
+        if not saved.is_file():
+            raise FileNotFoundError(f"{resume}: not a run directory (no config.json)")
+        cfg = config_from_dict(json.loads(saved.read_text())["config"])
+        return main(cfg, run_dir=resume, resume=True, data_dir=str(data_dir) if data_dir else None)
+    cfg = load_config(config, overrides)
+    return main(cfg, data_dir=str(data_dir) if data_dir else None)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Train on Fashion-MNIST (also under torchrun)")
+    parser.add_argument("--config", type=Path, help="configs/<name>.toml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--resume", type=Path, help="run directory to continue")
+    parser.add_argument("--data-dir", type=Path)
+    return parser
+
+
+if __name__ == "__main__":
+    args = get_args_parser().parse_args()
+    if args.config is None and args.resume is None:
+        sys.exit("training.train: error: --config or --resume is required")
+    try:
+        run_from_cli(args.config, args.set, args.resume, args.data_dir)
+    except (ValueError, OSError, RuntimeError) as exc:
+        if os.environ.get("WARDROBE_DEBUG"):
+            raise
+        sys.exit(f"training.train: error: {exc}")
