@@ -22,13 +22,10 @@ SAMPLE = ROOT / "service" / "samples" / "sneaker.png"
 
 def start(model: Path | None, port: int, host: str) -> subprocess.Popen:
     """Check the settings and the model here (one clear line if wrong), then start the server."""
-    env = dict(os.environ)
-    if model is not None:
-        env["WARDROBE_MODEL"] = str(model)
+    path = model if model is not None else default_model_path()
+    check_model_file(path)  # a missing or broken model fails now, naming the file
+    env = {**os.environ, "WARDROBE_MODEL": str(path.resolve())}
     Settings.from_env(env)  # a bad WARDROBE_* value fails now, naming the variable
-    path = Path(env["WARDROBE_MODEL"]) if env.get("WARDROBE_MODEL") else default_model_path()
-    check_model_file(path)
-    env["WARDROBE_MODEL"] = str(path.resolve())
     command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port),
                "--host", host]  # fmt: skip
     return subprocess.Popen(command, cwd=ROOT, env=env)

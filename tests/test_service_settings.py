@@ -1,0 +1,61 @@
+"""service.settings: WARDROBE_* variables are read once, checked, and name themselves when wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.settings import Settings
+
+
+def test_unset_variables_keep_the_defaults():
+    assert Settings.from_env({}) == Settings()
+
+
+def test_variables_are_parsed_into_their_types(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    settings = Settings.from_env(
+        {
+            "WARDROBE_MODEL": str(model),
+            "WARDROBE_MAX_BATCH_SIZE": "32",
+            "WARDROBE_MAX_LATENCY_MS": "2.5",
+            "WARDROBE_MAX_REQUEST_BYTES": "8_000_000",
+            "WARDROBE_ACCESS_LOG": "yes",
+        }
+    )
+    assert settings.model == model
+    assert settings.max_batch_size == 32
+    assert settings.max_latency_ms == 2.5
+    assert settings.max_request_bytes == 8_000_000
+    assert settings.access_log is True
+
+
+@pytest.mark.parametrize(
+    "variable, value, message",
+    [
+        (
+            "WARDROBE_MAX_BATCH_SIZE",
+            "lots",
+            "WARDROBE_MAX_BATCH_SIZE must be a whole number, got 'lots'",
+        ),
+        ("WARDROBE_QUEUE_BOUND", "0", "WARDROBE_QUEUE_BOUND must be at least 1, got 0"),
+        ("WARDROBE_MAX_LATENCY_MS", "-5", "WARDROBE_MAX_LATENCY_MS must be 0 or more"),
+        ("WARDROBE_ACCESS_LOG", "maybe", "WARDROBE_ACCESS_LOG must be 1/0"),
+        ("WARDROBE_DEVICE", "tpu", "WARDROBE_DEVICE must be auto, cpu or cuda, got 'tpu'"),
+        ("WARDROBE_WORKERS", "-1", "WARDROBE_WORKERS must be 0"),
+        ("WARDROBE_TOP_K", "11", "WARDROBE_TOP_K must be at most 10"),
+        ("WARDROBE_MODEL", "/nonexistent/model.onnx", "WARDROBE_MODEL: /nonexistent/model.onnx"),
+    ],
+)
+def test_a_bad_value_is_an_error_naming_the_variable(variable, value, message):
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        Settings.from_env({variable: value})
+
+
+def test_automatic_values_fit_the_machine():
+    cpu = Settings().resolved(gpu=False, cpu_count=2)
+    assert (cpu.workers, cpu.threads, cpu.max_batch_size, cpu.max_latency_ms) == (2, 1, 64, 0.0)
+    gpu = Settings().resolved(gpu=True, cpu_count=16)
+    assert (gpu.workers, gpu.threads, gpu.max_batch_size, gpu.max_latency_ms) == (1, 16, 256, 2.0)
+    chosen = Settings(workers=1, max_latency_ms=5).resolved(gpu=False, cpu_count=8)
+    assert (chosen.workers, chosen.threads, chosen.max_latency_ms) == (1, 8, 5)
