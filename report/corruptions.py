@@ -45,7 +45,7 @@ def impulse_noise(images: np.ndarray, severity: int, rng: np.random.Generator) -
 def glass_blur(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     """Gaussian blur, then each pixel swapped with a random neighbour within `delta`, then blur
     again (ImageNet-C's glass blur, with the local shuffles drawn all at once)."""
-    sigma, delta = ((0.4, 1), (0.6, 1), (0.7, 2), (0.8, 2), (1.0, 2))[severity - 1]
+    sigma, delta = ((0.4, 1), (0.7, 1), (0.9, 2), (1.1, 2), (1.4, 3))[severity - 1]
     x = ndimage.gaussian_filter(_to_float(images), sigma=(0, sigma, sigma))
     n, h, w = x.shape
     dy = rng.integers(-delta, delta + 1, size=x.shape)

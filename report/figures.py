@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
 
 DPI = 110
 
@@ -23,26 +24,34 @@ def short(name: str) -> str:
 
 
 def gallery(
-    images: np.ndarray,
+    images: Sequence[np.ndarray | None],
     captions: Sequence[str],
     path: Path,
     ncols: int = 8,
-    title: str | None = None,
+    zoom: int = 3,
 ) -> Path:
-    """A grid of 28x28 crops with a caption under each (the course's t=..., p=... style)."""
-    n = max(len(images), 1)
-    nrows = -(-n // ncols)
-    fig = Figure(figsize=(ncols * 1.15, nrows * 1.45 + (0.3 if title else 0)))
-    for i in range(nrows * ncols):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
-        ax.set_axis_off()
-        if i < len(images):
-            ax.imshow(images[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-            ax.set_title(captions[i], fontsize=7, pad=2)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(wspace=0.1, hspace=0.55)
-    return _save(fig, path)
+    """A grid of 28x28 crops with a caption above each (the course's t=..., p=... style);
+    None leaves a cell blank. Drawn with Pillow: a matplotlib axes per crop took seconds."""
+    font = ImageFont.load_default(size=11)
+    line = 13
+    side = 28 * zoom
+    cell_w, cell_h = side + 16, side + 2 * line + 10
+    nrows = max(-(-len(images) // ncols), 1)
+    canvas = Image.new("RGB", (ncols * cell_w, nrows * cell_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (image, caption) in enumerate(zip(images, captions, strict=True)):
+        if image is None:
+            continue
+        x, y = (i % ncols) * cell_w, (i // ncols) * cell_h
+        for j, text in enumerate(caption.split("\n")[:2]):
+            width = draw.textlength(text, font=font)
+            draw.text((x + (cell_w - width) / 2, y + 2 + j * line), text, fill="black", font=font)
+        crop = Image.fromarray(np.asarray(image, dtype=np.uint8)).resize(
+            (side, side), Image.NEAREST
+        )
+        canvas.paste(crop, (x + 8, y + 2 * line + 6))
+    canvas.save(path, optimize=True)
+    return path
 
 
 def sprite(

@@ -1,0 +1,129 @@
+"""report.metrics against sklearn, scipy and independent re-computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+from report import metrics
+
+
+def noisy_predictions(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, logits and predictions of a fake classifier that is right about 80% of the time."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, size=n)
+    logits = rng.normal(0, 1, size=(n, k))
+    logits[np.arange(n), labels] += rng.choice([0.0, 2.5], size=n, p=[0.2, 0.8]) + 0.3
+    return labels, logits, logits.argmax(1)
+
+
+def test_classification_summary_matches_sklearn():
+    labels, _, pred = noisy_predictions(3000, 10, seed=1)
+    pred[pred == 3] = 4  # class 3 never predicted: zero_division handling is checked too
+    s = metrics.classification_summary(labels, pred, 10, resamples=200, seed=0)
+    ref = classification_report(labels, pred, output_dict=True, zero_division=0)
+    assert s["accuracy"] == pytest.approx(accuracy_score(labels, pred))
+    assert s["macro_f1"] == pytest.approx(f1_score(labels, pred, average="macro", zero_division=0))
+    assert s["confusion"] == confusion_matrix(labels, pred).tolist()
+    for c, row in enumerate(s["per_class"]):
+        for key, ref_key in (("precision", "precision"), ("recall", "recall"), ("f1", "f1-score")):
+            assert row[key] == pytest.approx(ref[str(c)][ref_key]), (c, key)
+        assert row["support"] == ref[str(c)]["support"]
+
+
+def test_bootstrap_intervals_are_reproducible_for_a_seed_and_contain_the_estimate():
+    labels, _, pred = noisy_predictions(2000, 10, seed=2)
+    a = metrics.classification_summary(labels, pred, 10, resamples=300, seed=7)
+    b = metrics.classification_summary(labels, pred, 10, resamples=300, seed=7)
+    c = metrics.classification_summary(labels, pred, 10, resamples=300, seed=8)
+    assert a == b
+    assert a["accuracy_ci"] != c["accuracy_ci"]
+    intervals = [(a["accuracy"], a["accuracy_ci"]), (a["macro_f1"], a["macro_f1_ci"])]
+    for row in a["per_class"]:
+        intervals += [(row[m], row[f"{m}_ci"]) for m in ("precision", "recall", "f1")]
+    for point, (lo, hi) in intervals:
+        assert lo <= point <= hi
+    lo, hi = a["accuracy_ci"]
+    assert 0.01 < hi - lo < 0.08  # about ±2 points for n = 2000 near 80% accuracy
+
+
+def test_wilson_interval_matches_published_values():
+    # Newcombe (1998), Table I: 81/263 -> 0.2553 to 0.3662
+    lo, hi = metrics.wilson_interval(81, 263)
+    assert (round(lo, 4), round(hi, 4)) == (0.2553, 0.3662)
+    assert metrics.wilson_interval(0, 10)[0] == 0.0
+    with pytest.raises(ValueError, match="n must be positive"):
+        metrics.wilson_interval(0, 0)
+
+
+def ece_by_loops(probs: np.ndarray, labels: np.ndarray, bins: int) -> float:
+    """Guo et al. 2017's definition written out plainly: bins (lo, hi] of the max probability."""
+    conf = probs.max(1)
+    right = probs.argmax(1) == labels
+    total = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        members = [i for i in range(len(conf)) if lo < conf[i] <= hi]
+        if members:
+            acc = np.mean([right[i] for i in members])
+            mean_conf = np.mean([conf[i] for i in members])
+            total += len(members) / len(conf) * abs(acc - mean_conf)
+    return total
+
+
+def test_ece_matches_an_independent_computation():
+    labels, logits, _ = noisy_predictions(1500, 10, seed=3)
+    probs = metrics.softmax(logits)
+    assert metrics.expected_calibration_error(probs, labels, 15) == pytest.approx(
+        ece_by_loops(probs, labels, 15), abs=1e-12
+    )
+    bins = metrics.calibration_bins(probs, labels, 15)
+    assert sum(bins["count"]) == len(labels)
+
+
+def test_temperature_scaling_recovers_an_overconfidence_factor():
+    rng = np.random.default_rng(4)
+    true_logits = rng.normal(0, 2, size=(20000, 10))
+    probs = metrics.softmax(true_logits)
+    labels = (probs.cumsum(1) > rng.random((20000, 1))).argmax(1)  # labels drawn from probs
+    t = metrics.fit_temperature(true_logits * 3.0, labels)
+    assert t == pytest.approx(3.0, rel=0.05)
+    assert metrics.negative_log_likelihood(true_logits * 3, labels, t) < (
+        metrics.negative_log_likelihood(true_logits * 3, labels)
+    )
+
+
+def test_threshold_for_accuracy_keeps_the_largest_set_that_reaches_the_target():
+    conf = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6])
+    correct = np.array([1, 1, 1, 0, 1, 0], dtype=float)
+    assert metrics.threshold_for_accuracy(conf, correct, 1.0) == 0.9
+    assert metrics.threshold_for_accuracy(conf, correct, 0.8) == 0.7  # 4 of 5 right
+    assert metrics.threshold_for_accuracy(conf, np.zeros(6), 0.5) is None
+    at = metrics.selective_at(conf, correct, 0.9)
+    assert at == {"coverage": 0.5, "accuracy": 1.0}
+
+
+def test_risk_coverage_keeps_ties_together():
+    curve = metrics.risk_coverage(np.array([0.9, 0.9, 0.5]), np.array([1.0, 0.0, 1.0]))
+    assert curve["coverage"].tolist() == pytest.approx([2 / 3, 1.0])
+    assert curve["accuracy"].tolist() == pytest.approx([0.5, 2 / 3])
+
+
+def test_mcnemar_exact_p_value_is_the_two_sided_binomial():
+    a = np.array([1] * 10 + [0] * 2 + [1] * 50, dtype=bool)
+    b = np.array([0] * 10 + [1] * 2 + [1] * 50, dtype=bool)
+    result = metrics.mcnemar(a, b)
+    assert (result["a_only"], result["b_only"]) == (10, 2)
+    expected = 2 * sum(math.comb(12, i) for i in range(3)) / 2**12  # 0.0386
+    assert result["p_exact"] == pytest.approx(expected)
+    assert result["chi2"] == pytest.approx((10 - 2 - 1) ** 2 / 12)
+    assert metrics.mcnemar(a, a)["p_exact"] == 1.0
+
+
+def test_top_confused_pairs_are_the_largest_off_diagonal_cells():
+    cm = np.array([[50, 7, 1], [2, 40, 9], [0, 3, 60]])
+    pairs = metrics.top_confused_pairs(cm, 2)
+    assert [(p["true"], p["predicted"], p["count"]) for p in pairs] == [(1, 2, 9), (0, 1, 7)]
