@@ -250,7 +250,7 @@ def build_report(
     r["provenance"] = {
         "model_path": str(model_path),
         "model_sha256": model.info.sha256,
-        "metadata": dict(sorted(meta.items())),
+        "metadata": [[key, value] for key, value in sorted(meta.items())],
         "dataset_checksum": ds.checksum,
         "dataset_source": str(ds.source),
         "dataset_files": ds.sha256,

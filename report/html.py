@@ -174,11 +174,7 @@ def _data(p: Page) -> None:
     )
     p.figure("data.figures.samples", "Test images, one row per class.")
     rows = [
-        [html.escape(c)]
-        + [
-            p.num(f"data.class_counts.{split}.{i}", "int")
-            for split in ("train", "validation", "test")
-        ]
+        [html.escape(c)] + [p.num(f"data.class_counts.{split}.{i}", "int") for split in ("train", "validation", "test")]
         for i, c in enumerate(classes)
     ]
     p.table(["class", "train", "validation", "test"], rows)
@@ -214,10 +210,7 @@ def _model(p: Page) -> None:
         p.add("<h3>Training recipe</h3>")
         p.table(
             ["setting", "value"],
-            [
-                [p.num(f"model.config.{i}.0", "str"), p.num(f"model.config.{i}.1", "str")]
-                for i in range(len(config))
-            ],
+            [[p.num(f"model.config.{i}.0", "str"), p.num(f"model.config.{i}.1", "str")] for i in range(len(config))],
         )
     if p.has("model.run"):
         p.add(
@@ -254,10 +247,7 @@ def _evaluation(p: Page) -> None:
         k = f"{ev}.per_class.{i}"
         rows.append(
             [html.escape(c)]
-            + [
-                f"{p.num(f'{k}.{m}', 'f3')} {p.ci(f'{k}.{m}_ci', 'f3')}"
-                for m in ("precision", "recall", "f1")
-            ]
+            + [f"{p.num(f'{k}.{m}', 'f3')} {p.ci(f'{k}.{m}_ci', 'f3')}" for m in ("precision", "recall", "f1")]
             + [p.num(f"{k}.support", "int")]
         )
     p.table(["class", "precision", "recall", "F1", "support"], rows)
@@ -505,5 +495,8 @@ def _provenance(p: Page) -> None:
     p.add("<h3>Model metadata</h3>")
     p.table(
         ["key", "value"],
-        [[html.escape(k), p.num(f"{pv}.metadata.{k}", "str")] for k in p.r[pv]["metadata"]],
+        [
+            [p.num(f"{pv}.metadata.{i}.0", "str"), p.num(f"{pv}.metadata.{i}.1", "str")]
+            for i in range(len(p.r[pv]["metadata"]))
+        ],
     )

@@ -1,0 +1,419 @@
+"""`wardrobe report` end to end on a small seeded sample: files, numbers against sklearn,
+one source for every number, gates, atomic writes, clear errors, and a real browser."""
+
+from __future__ import annotations
+
+import argparse
+import html.parser
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from sklearn.metrics import classification_report, confusion_matrix
+
+from report import cli
+from report.build import ReportSettings, _subset
+from service.runtime import ModelError, load_model
+from training import fashion_mnist
+from training.cli import main as wardrobe
+
+SMALL = dict(
+    limit=400,
+    val_limit=800,
+    robustness_images=60,
+    photo_images=12,
+    bootstrap_resamples=100,
+    progress=False,
+)
+
+
+def centroid_model(path: Path, images: np.ndarray, labels: np.ndarray, scale: float) -> Path:
+    """A contract-compliant ONNX nearest-centroid classifier (about 65% accurate, no training):
+    logits = scale * (x . m_c - |m_c|^2 / 2)."""
+    x = images.reshape(len(images), -1) / 255.0
+    means = np.stack([x[labels == c].mean(0) for c in range(10)])
+    weights = (means.T * scale).astype(np.float32)
+    bias = (-0.5 * scale * (means**2).sum(1)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["image"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "W", "b"], ["logits"]),
+        ],
+        "centroids",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 28, 28])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        [numpy_helper.from_array(weights, "W"), numpy_helper.from_array(bias, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    config = {"data": {"split_seed": 0}, "optim": {"name": "none"}}
+    helper.set_model_props(
+        model,
+        {
+            "classes": json.dumps(list(fashion_mnist.CLASSES)),
+            "architecture": "centroid",
+            "parameters": str(weights.size + bias.size),
+            "config": json.dumps(config),
+            "input_mean": "0.286",
+            "dataset_sha256": "0" * 64,
+            "input_std": "0.353",
+        },
+    )
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return fashion_mnist.load()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, dataset) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    ds = dataset
+    return {
+        "main": centroid_model(root / "main.onnx", ds.train_images[:6000], ds.train_labels[:6000], 0.5),
+        "other": centroid_model(root / "other.onnx", ds.train_images[6000:7000], ds.train_labels[6000:7000], 0.8),
+    }
+
+
+def make_args(model: Path, out: Path, **kw) -> argparse.Namespace:
+    values = dict(model=model, compare=None, run=None, out=out, fail_under=[], data_dir=None)
+    values.update(kw)
+    return argparse.Namespace(**values)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, models) -> dict:
+    """One full small report with every optional part: --compare, --run, ablation, baseline."""
+    root = tmp_path_factory.mktemp("report")
+    run = root / "runs" / "demo"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"data": {"split_seed": 0}, "optim": {"lr": 0.1}}))
+    rows = [
+        {
+            "epoch": e,
+            "train_loss": 1 / e,
+            "train_acc": 0.8 + e / 100,
+            "val_loss": 1.1 / e,
+            "val_acc": 0.79 + e / 100,
+            "lr": 0.1,
+            "seconds": 2.0,
+        }
+        for e in range(1, 6)
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ablation = root / "ablation.json"
+    ablation.write_text(
+        json.dumps(
+            [
+                {
+                    "variant": "baseline",
+                    "seeds": [0, 1],
+                    "val_acc_mean": 0.91,
+                    "val_acc_std": 0.002,
+                    "val_accs": [0.909, 0.911],
+                }
+            ]
+        )
+    )
+    out = root / "reports" / "main"
+    args = make_args(
+        models["main"],
+        out,
+        compare=models["other"],
+        run=run,
+        fail_under=["accuracy=0.3", "ece=0.5"],
+    )
+    settings = ReportSettings(**SMALL, baseline_model=models["other"], ablation=ablation)
+    code = cli.run_report(args, settings)
+    return {
+        "code": code,
+        "out": out,
+        "json": json.loads((out / "report.json").read_text()),
+        "html": (out / "report.html").read_text(),
+        "settings": settings,
+    }
+
+
+def test_report_writes_html_json_and_every_figure_it_names(built):
+    out, report = built["out"], built["json"]
+    assert built["code"] == 0
+    names = set()
+
+    def collect(value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if (k == "figure" or k.endswith("_figure") or k in ("samples", "balance")) and v:
+                    names.add(v)
+                collect(v)
+        elif isinstance(value, list):
+            for v in value:
+                collect(v)
+
+    collect(report)
+    assert {
+        "confusion.png",
+        "reliability.png",
+        "robustness.png",
+        "learning_curves.png",
+        "disagreements.png",
+        "label_issues.png",
+        "risk_coverage.png",
+    } <= names
+    for name in names:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert report["comparison"]["mcnemar"]["a_only"] >= 0
+    assert report["ablation"]["rows"][0]["variant"] == "baseline"
+    assert report["model"]["run"]["epochs"] == 5
+    assert not list(out.parent.glob(".main.*")), "temporary directories left behind"
+
+
+def test_report_numbers_match_sklearn_on_the_same_predictions(built, models, dataset):
+    report = built["json"]
+    idx = _subset(len(dataset.test_labels), SMALL["limit"], 0)
+    labels = dataset.test_labels[idx]
+    model = load_model(models["main"])
+    pred = model.logits(dataset.test_images[idx, None].astype(np.float32) / 255).argmax(1)
+    ref = classification_report(labels, pred, output_dict=True, zero_division=0)
+    ev = report["evaluation"]
+    assert ev["n"] == SMALL["limit"]
+    assert ev["accuracy"] == pytest.approx(ref["accuracy"])
+    assert ev["macro_f1"] == pytest.approx(ref["macro avg"]["f1-score"])
+    for c, row in enumerate(ev["per_class"]):
+        assert row["precision"] == pytest.approx(ref[str(c)]["precision"])
+        assert row["recall"] == pytest.approx(ref[str(c)]["recall"])
+        assert row["f1"] == pytest.approx(ref[str(c)]["f1-score"])
+        assert row["precision_ci"][0] <= row["precision"] <= row["precision_ci"][1]
+    assert report["confusion"]["matrix"] == confusion_matrix(labels, pred).tolist()
+    assert ev["accuracy_ci"][0] <= ev["accuracy"] <= ev["accuracy_ci"][1]
+
+
+class NumberSpans(html.parser.HTMLParser):
+    """Collects <span class="num"> (key, fmt, text) and the page text outside them."""
+
+    def __init__(self):
+        super().__init__()
+        self.spans, self.text, self.stack = [], [], []
+
+    VOID = {"img", "meta", "br", "hr", "link", "input", "col", "wbr"}
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.VOID:
+            return
+        a = dict(attrs)
+        self.stack.append((tag, a))
+        if tag == "span" and a.get("class") == "num":
+            self.spans.append([a["data-key"], a["data-fmt"], ""])
+
+    def handle_endtag(self, tag):
+        if tag not in self.VOID:
+            assert self.stack.pop()[0] == tag
+
+    def handle_data(self, data):
+        tags = [t for t, _ in self.stack]
+        if "style" in tags or "title" in tags:
+            return
+        if any(t == "span" and a.get("class") == "num" for t, a in self.stack):
+            self.spans[-1][2] += data
+        else:
+            self.text.append(data)
+
+
+def written(value, fmt: str) -> str:
+    """How the page should write a number: an independent copy of the page's formats."""
+    if value is None:
+        return "n/a"
+    table = {
+        "int": lambda v: f"{int(v):,}",
+        "str": str,
+        "sha": lambda v: str(v)[:16],
+        "p": lambda v: f"{v:.3g}",
+    }
+    if fmt in table:
+        return table[fmt](value)
+    if fmt.startswith("pct"):
+        return f"{100 * value:.{int(fmt[3:])}f}%"
+    return f"{value:.{int(fmt[1:])}f}"
+
+
+def test_every_number_in_the_html_comes_from_report_json(built):
+    page = NumberSpans()
+    page.feed(built["html"])
+    assert len(page.spans) > 200
+    for key, fmt, text in page.spans:
+        value = built["json"]
+        for part in key.split("."):
+            value = value[int(part)] if isinstance(value, list) else value[part]
+        assert text == written(value, fmt), key
+    prose = " ".join(page.text)
+    for allowed in (
+        "SHA-256",
+        "F1",
+        "MNIST-C",
+        "ImageNet-C",
+        "et al. 2017",
+        "et al. 2021",
+        "Dietterich 2019",
+        "Gilmer 2019",
+    ):
+        prose = prose.replace(allowed, "")
+    stray = [prose[max(m.start() - 30, 0) : m.end() + 30] for m in re.finditer(r"\d", prose)]
+    assert not stray, f"numbers written outside report.json: {stray}"
+
+
+def test_report_is_self_contained(built):
+    page = built["html"]
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
+    assert "url(" not in page and "@import" not in page
+    assert page.count('src="data:image/png;base64,') >= 10
+
+
+def test_fail_under_exits_non_zero_when_a_threshold_is_missed(models, tmp_path, capsys):
+    args = make_args(models["main"], tmp_path / "r", fail_under=["accuracy=0.99", "ece=0.5"])
+    tiny = ReportSettings(
+        **{**SMALL, "limit": 100, "robustness_images": 20, "photo_images": 4},
+        baseline_model=None,
+        ablation=None,
+    )
+    assert cli.run_report(args, tiny) == cli.GATE_FAILED
+    assert "gate failed: accuracy = " in capsys.readouterr().err
+    assert (tmp_path / "r" / "report.json").is_file()  # the report is still written for CI
+
+
+def test_gates_compare_in_the_right_direction():
+    values = {"accuracy": 0.9, "ece": 0.04, "mce": None}
+    assert cli.check_gates(values, {"accuracy": 0.9, "ece": 0.04}) == []
+    missed = cli.check_gates(values, {"accuracy": 0.95, "ece": 0.03, "mce": 1.0})
+    assert [m.split()[0] for m in missed] == ["accuracy", "ece", "mce:"]
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("accuracy", "expected KEY=VALUE"),
+        ("speed=3", "expected KEY=VALUE"),
+        ("ece=low", "'low' is not a number"),
+        ("ece=nan", "must be finite"),
+    ],
+)
+def test_bad_fail_under_is_refused_before_any_work(item, message, tmp_path):
+    args = make_args(tmp_path / "missing.onnx", tmp_path / "r", fail_under=[item])
+    with pytest.raises(ValueError, match=message):
+        cli.run_report(args)
+
+
+def test_missing_and_wrong_model_files_are_clear_errors(tmp_path, capsys):
+    with pytest.raises(ModelError, match="missing.onnx: model file not found"):
+        cli.run_report(make_args(tmp_path / "missing.onnx", tmp_path / "r"))
+    wrong = tmp_path / "notes.onnx"
+    wrong.write_text("this is not a model")
+    with pytest.raises(ModelError, match="notes.onnx: not an ONNX model"):
+        cli.run_report(make_args(wrong, tmp_path / "r"))
+    assert not (tmp_path / "r").exists()
+    code = wardrobe(["report", "--model", str(tmp_path / "missing.onnx"), "--out", str(tmp_path / "r")])
+    assert code == 1
+    assert "wardrobe report: error:" in capsys.readouterr().err
+
+
+def test_bad_output_directories_are_refused(models, tmp_path):
+    with pytest.raises(ValueError, match="--out must name the report directory"):
+        cli.run_report(make_args(models["main"], Path("")))
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match="exists and is not a directory"):
+        cli.run_report(make_args(models["main"], a_file))
+    with pytest.raises(ValueError, match="cannot create the output directory"):
+        cli.run_report(make_args(models["main"], a_file / "sub" / "r"))
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("x")
+    with pytest.raises(ValueError, match="non-empty directory that holds no report"):
+        cli.run_report(make_args(models["main"], precious))
+
+
+def test_a_crash_leaves_no_half_report_and_keeps_the_previous_one(models, tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "report.json").write_text('{"old": true}')
+
+    def crash(model_path, tmp, **kw):
+        (tmp / "confusion.png").write_bytes(b"half")
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cli, "build_report", crash)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        cli.run_report(make_args(models["main"], out))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"]
+
+
+def test_a_bad_run_directory_is_a_clear_error(models, tmp_path):
+    with pytest.raises(ValueError, match="no metrics.jsonl"):
+        cli.run_report(make_args(models["main"], tmp_path / "r", run=tmp_path), ReportSettings(**SMALL))
+
+
+CHROMIUM = shutil.which("chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--proxy-server=http://127.0.0.1:9",
+    "--hide-scrollbars",
+]
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const imgs = [...document.images];
+  const broken = imgs.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt || i.src);
+  document.body.setAttribute("data-images", imgs.length);
+  document.body.setAttribute("data-broken", JSON.stringify(broken));
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make tools installs it)")
+@pytest.mark.slow
+def test_report_opens_offline_in_chromium_with_every_image_decoded(built, tmp_path):
+    # A copy of the page with a probe script and one remote image: the remote one must fail
+    # (the network is blocked, and the probe sees broken images), the report's own must not.
+    page = built["html"].replace(
+        "</body>", '<img alt="remote-control" src="http://example.com/x.png">' + PROBE + "</body>"
+    )
+    probe = tmp_path / "probe.html"
+    probe.write_text(page)
+    common = [
+        CHROMIUM,
+        *FLAGS,
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+    ]
+    dom = subprocess.run([*common, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    images = int(re.search(r'data-images="(\d+)"', dom).group(1))
+    broken = json.loads(html.unescape(re.search(r'data-broken="([^"]*)"', dom).group(1)))
+    assert images >= 11
+    assert broken == ["remote-control"]
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            *common,
+            "--window-size=1100,3000",
+            f"--screenshot={shot}",
+            (built["out"] / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
