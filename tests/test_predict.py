@@ -2,45 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
-import onnx
-import pytest
 from PIL import Image
 
 from training.cli import main
 
 LINE = re.compile(r"^(?P<path>.+): (?P<label>[\w/ -]+) \((?P<confidence>[01]\.\d{3})\)  top-3: ")
-
-
-# Stand-in until tests/conftest.py provides the session fixture of the same name (the lead's,
-# exported by our exporter): a contract-compliant linear model built with onnx.helper, in ms.
-@pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory):
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    weights = numpy_helper.from_array(rng.normal(0, 0.05, (784, 10)).astype(np.float32), "w")
-    bias = numpy_helper.from_array(np.zeros(10, dtype=np.float32), "b")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["image"], ["flat"], axis=1),
-            helper.make_node("Gemm", ["flat", "w", "b"], ["logits"]),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 28, 28])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-        [weights, bias],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
-    classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
-    model.metadata_props.add(key="classes", value=json.dumps(classes))
-    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
-    onnx.save(model, path)
-    return path
 
 
 def _photo(path, fmt):

@@ -39,14 +39,6 @@ def garment_box(crop: np.ndarray, level: int = 60) -> tuple[int, int, int, int]:
     return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
 
 
-# Stand-in until tests/conftest.py provides the session fixture of the same name.
-@pytest.fixture(scope="module")
-def fmnist():
-    from training.fashion_mnist import load
-
-    return load()
-
-
 @pytest.fixture(scope="module")
 def reference():
     return to_fashion_mnist(product_photo())

@@ -57,9 +57,7 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
-def random_erase(
-    x: torch.Tensor, prob: float, scale: tuple[float, float], generator: torch.Generator
-) -> torch.Tensor:
+def random_erase(x: torch.Tensor, prob: float, scale: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
     """Zero a random rectangle (area in `scale`, aspect ratio 0.3–3.3) in a fraction `prob` of images."""
     n, _, h, w = x.shape
     dev = x.device

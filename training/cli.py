@@ -65,18 +65,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="locate, verify and summarise Fashion-MNIST")
     p.add_argument("--data-dir", type=Path, help="directory with the four .gz files")
     dl = p.add_mutually_exclusive_group()
-    dl.add_argument("--download", dest="download", action="store_true", default=True,
-                    help="download into the user cache if not found (default)")
-    dl.add_argument("--no-download", dest="download", action="store_false",
-                    help="fail instead of downloading")
+    dl.add_argument(
+        "--download",
+        dest="download",
+        action="store_true",
+        default=True,
+        help="download into the user cache if not found (default)",
+    )
+    dl.add_argument("--no-download", dest="download", action="store_false", help="fail instead of downloading")
     p.add_argument("--seed", type=int, default=0, help="split seed to summarise (default 0)")
     p.add_argument("--quiet", action="store_true", help="only verify, print one line")
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("train", help="train a model from a TOML config")
     p.add_argument("--config", type=Path, required=True, help="configs/<name>.toml")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optim.lr=0.1 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=0.1 (repeatable)",
+    )
     p.add_argument("--resume", type=Path, help="continue the run in this directory")
     p.add_argument("--data-dir", type=Path, help="directory with the four .gz files")
     p.set_defaults(func=cmd_train)
@@ -93,8 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", type=Path, help="a second model to compare against")
     p.add_argument("--run", type=Path, help="the training run directory (learning curves)")
     p.add_argument("--out", type=Path, required=True, help="reports/<name>/")
-    p.add_argument("--fail-under", action="append", default=[], metavar="KEY=VALUE",
-                   help="exit non-zero if a metric misses this threshold (repeatable)")
+    p.add_argument(
+        "--fail-under",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="exit non-zero if a metric misses this threshold (repeatable)",
+    )
     p.add_argument("--data-dir", type=Path, help="directory with the four .gz files")
     p.set_defaults(func=cmd_report)
 

@@ -84,9 +84,7 @@ class ScheduleConfig:
 
     def __post_init__(self) -> None:
         if self.name not in ("onecycle", "cosine", "constant"):
-            raise ConfigError(
-                f"schedule.name must be 'onecycle', 'cosine' or 'constant', got {self.name!r}"
-            )
+            raise ConfigError(f"schedule.name must be 'onecycle', 'cosine' or 'constant', got {self.name!r}")
         if self.warmup_epochs < 0:
             raise ConfigError(f"schedule.warmup_epochs must be >= 0, got {self.warmup_epochs!r}")
 

@@ -161,9 +161,7 @@ class TensorBatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._indices()
-        gen = torch.Generator(device=self.device).manual_seed(
-            (self.seed * 7919 + self.epoch) * 131 + self.rank
-        )
+        gen = torch.Generator(device=self.device).manual_seed((self.seed * 7919 + self.epoch) * 131 + self.rank)
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             x = self.images[idx].float().div_(255)

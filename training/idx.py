@@ -56,9 +56,7 @@ def parse_idx(data: bytes, name: str, expected_ndim: int | None = None) -> np.nd
     expected = header_size + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) != expected:
         kind = "truncated" if len(data) < expected else "has trailing bytes"
-        raise IdxFormatError(
-            f"{name}: {kind}: header shape {shape} needs {expected} bytes, file has {len(data)}"
-        )
+        raise IdxFormatError(f"{name}: {kind}: header shape {shape} needs {expected} bytes, file has {len(data)}")
     array = np.frombuffer(data, dtype=dtype, offset=header_size).reshape(shape)
     return array.astype(dtype.newbyteorder("="), copy=False)
 
@@ -71,9 +69,7 @@ def read_idx(path: Path, expected_ndim: int | None = None) -> np.ndarray:
 def check_pair(images: np.ndarray, labels: np.ndarray, images_name: str, labels_name: str) -> None:
     """Refuse an image file and a label file whose item counts differ."""
     if len(images) != len(labels):
-        raise IdxFormatError(
-            f"{images_name} has {len(images)} images but {labels_name} has {len(labels)} labels"
-        )
+        raise IdxFormatError(f"{images_name} has {len(images)} images but {labels_name} has {len(labels)} labels")
 
 
 def read_labelled_images(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:

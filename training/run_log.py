@@ -46,8 +46,7 @@ class RunLog:
         if not self.enabled or not self.metrics_path.exists():
             return
         rows = [r for r in self.rows() if r["epoch"] <= epochs_done]
-        atomic_write(self.metrics_path,
-                     lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)))
+        atomic_write(self.metrics_path, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)))
 
     def rows(self) -> list[dict]:
         lines = self.metrics_path.read_text().splitlines() if self.metrics_path.exists() else []
@@ -95,7 +94,9 @@ class RunLog:
         if not self.enabled:
             return
         write_json(summary, self.run_dir / "summary.json")
-        self.info(f"done: best epoch {summary['best_epoch']} val acc {summary['best_val_acc']:.4f}, "
-                  f"test acc {summary['test_acc']:.4f}, {summary['wall_seconds']:.0f}s")
+        self.info(
+            f"done: best epoch {summary['best_epoch']} val acc {summary['best_val_acc']:.4f}, "
+            f"test acc {summary['test_acc']:.4f}, {summary['wall_seconds']:.0f}s"
+        )
         if self.tb is not None:
             self.tb.close()

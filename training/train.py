@@ -24,7 +24,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from training import fashion_mnist
-from training.checkpoint import load_checkpoint, save_checkpoint, write_json
+from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import TrainConfig, config_from_dict, load_config
 from training.data import ArrayDataset, TensorBatchLoader, standard_loader, stratified_split
 from training.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
@@ -62,9 +62,7 @@ def build_scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int):
     s = cfg.schedule
     if s.name == "onecycle":
         pct = min(max(s.warmup_epochs / cfg.epochs, 0.01), 0.5)
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.optim.lr, total_steps=total, pct_start=pct
-        )
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.optim.lr, total_steps=total, pct_start=pct)
     if s.name == "cosine":
         warmup = max(1, round(s.warmup_epochs * steps_per_epoch))
         return torch.optim.lr_scheduler.SequentialLR(
@@ -89,8 +87,14 @@ def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, devic
     model.train()
     loss_sum = correct = seen = 0.0
     use_bf16 = device.type == "cuda"
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not dist_info.is_main,
-               mininterval=1.0 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
+    bar = tqdm(
+        loader,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        leave=False,
+        disable=not dist_info.is_main,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        dynamic_ncols=True,
+    )
     for x, y in bar:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if cfg.model.arch == "cnn":
@@ -136,25 +140,36 @@ def load_data(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, data_
     split = stratified_split(ds.train_labels, cfg.data.val_size, cfg.data.split_seed)
     train_idx = split.train_indices
     if cfg.data.train_subset and cfg.data.train_subset < len(train_idx):
-        keep = stratified_split(ds.train_labels[train_idx], cfg.data.train_subset,
-                                cfg.data.split_seed).val_indices
+        keep = stratified_split(ds.train_labels[train_idx], cfg.data.train_subset, cfg.data.split_seed).val_indices
         train_idx = train_idx[keep]
     x_train, y_train = ds.train_images[train_idx], ds.train_labels[train_idx]
     x_val, y_val = ds.train_images[split.val_indices], ds.train_labels[split.val_indices]
     per_rank_batch = max(1, cfg.batch_size // dist_info.world_size)
     if cfg.data.loader == "tensor":
         train_loader = TensorBatchLoader(
-            x_train, y_train, per_rank_batch, device, shuffle=True, augment=cfg.augment,
-            seed=cfg.seed, drop_last=True, rank=dist_info.rank, world_size=dist_info.world_size,
+            x_train,
+            y_train,
+            per_rank_batch,
+            device,
+            shuffle=True,
+            augment=cfg.augment,
+            seed=cfg.seed,
+            drop_last=True,
+            rank=dist_info.rank,
+            world_size=dist_info.world_size,
         )
     else:
         from training.presets import TrainPreset
 
         if dist_info.enabled:
             raise RuntimeError("data.loader = 'dataloader' is single-process; use 'tensor' under torchrun")
-        train_loader = standard_loader(ArrayDataset(x_train, y_train, TrainPreset(cfg.augment)),
-                                       per_rank_batch, shuffle=True, workers=cfg.data.workers,
-                                       seed=cfg.seed)
+        train_loader = standard_loader(
+            ArrayDataset(x_train, y_train, TrainPreset(cfg.augment)),
+            per_rank_batch,
+            shuffle=True,
+            workers=cfg.data.workers,
+            seed=cfg.seed,
+        )
     val_loader = TensorBatchLoader(x_val, y_val, 1000, device)
     test_loader = TensorBatchLoader(ds.test_images, ds.test_labels, 1000, device)
     return ds, split, len(train_idx), train_loader, val_loader, test_loader
@@ -162,18 +177,22 @@ def load_data(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, data_
 
 def source_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5,
-                               cwd=Path(__file__).resolve().parent).stdout.strip()
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
-def main(cfg: TrainConfig, run_dir: Path | None = None, resume: bool = False,
-         data_dir: str | None = None) -> Path:
+def main(cfg: TrainConfig, run_dir: Path | None = None, resume: bool = False, data_dir: str | None = None) -> Path:
     """Train according to `cfg`; returns the run directory."""
     device = resolve_device(cfg.device)
     dist_info = init_distributed(device.type)
@@ -195,8 +214,11 @@ def _train(cfg, device, dist_info, run_dir, resume, data_dir) -> Path:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     n_params = count_parameters(model)
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-           if cfg.ema_decay else None)
+    ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        if cfg.ema_decay
+        else None
+    )
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, len(train_loader))
     if dist_info.enabled:
@@ -220,43 +242,80 @@ def _train(cfg, device, dist_info, run_dir, resume, data_dir) -> Path:
         log.truncate_metrics(start_epoch)
         log.info(f"resuming {run_dir} after epoch {start_epoch}")
     else:
-        log.start(cfg, extra={
-            "parameters": n_params, "device": str(device), "world_size": dist_info.world_size,
-            "dataset_sha256": ds.checksum, "dataset_source": str(ds.source),
-            "split_sha256": split.checksum, "train_images": n_train,
-            "val_images": len(split.val_indices), "source_commit": source_commit(),
-        })
-    log.info(f"{cfg.model.arch.upper()} with {n_params:,} parameters on {device} "
-             f"(world size {dist_info.world_size}); {n_train} train / {len(split.val_indices)} val images")
+        log.start(
+            cfg,
+            extra={
+                "parameters": n_params,
+                "device": str(device),
+                "world_size": dist_info.world_size,
+                "dataset_sha256": ds.checksum,
+                "dataset_source": str(ds.source),
+                "split_sha256": split.checksum,
+                "train_images": n_train,
+                "val_images": len(split.val_indices),
+                "source_commit": source_commit(),
+            },
+        )
+    log.info(
+        f"{cfg.model.arch.upper()} with {n_params:,} parameters on {device} "
+        f"(world size {dist_info.world_size}); {n_train} train / {len(split.val_indices)} val images"
+    )
     eval_model = ema.module if ema is not None else raw_model
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
         train_loader.set_epoch(epoch) if hasattr(train_loader, "set_epoch") else None
-        train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, scheduler, cfg, device,
-                                                ema, epoch, dist_info)
+        train_loss, train_acc = train_one_epoch(
+            model, train_loader, optimizer, scheduler, cfg, device, ema, epoch, dist_info
+        )
         val_loss, val_acc, _ = evaluate(eval_model, val_loader, device, cfg.tta_flip, channels_last)
         improved = val_acc > best_acc
         if improved:
             best_acc, best_epoch, stale = val_acc, epoch + 1, 0
         else:
             stale += 1
-        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-               "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - t0}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.time() - t0,
+        }
         log.epoch(row, improved)
         if dist_info.is_main:
             if improved:
-                save_checkpoint({"model": eval_model.state_dict(), "config": dataclasses.asdict(cfg),
-                                 "epoch": epoch + 1, "val_acc": val_acc, "parameters": n_params}, run_dir / "best.pt")
-            save_checkpoint({
-                "model": raw_model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": {"torch": torch.get_rng_state()}, "epoch": epoch + 1, "stale_epochs": stale,
-                "best_val_acc": best_acc, "best_epoch": best_epoch, "config": dataclasses.asdict(cfg),
-            }, run_dir / "last.pt")
+                save_checkpoint(
+                    {
+                        "model": eval_model.state_dict(),
+                        "config": dataclasses.asdict(cfg),
+                        "epoch": epoch + 1,
+                        "val_acc": val_acc,
+                        "parameters": n_params,
+                    },
+                    run_dir / "best.pt",
+                )
+            save_checkpoint(
+                {
+                    "model": raw_model.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": {"torch": torch.get_rng_state()},
+                    "epoch": epoch + 1,
+                    "stale_epochs": stale,
+                    "best_val_acc": best_acc,
+                    "best_epoch": best_epoch,
+                    "config": dataclasses.asdict(cfg),
+                },
+                run_dir / "last.pt",
+            )
         if cfg.patience and stale >= cfg.patience:
-            log.info(f"early stopping: no better validation accuracy for {stale} epochs; "
-                     f"restoring epoch {best_epoch} ({best_acc:.4f})")
+            log.info(
+                f"early stopping: no better validation accuracy for {stale} epochs; "
+                f"restoring epoch {best_epoch} ({best_acc:.4f})"
+            )
             break
 
     # Final evaluation, once, on the best weights: the only time the test split is touched.
@@ -264,13 +323,19 @@ def _train(cfg, device, dist_info, run_dir, resume, data_dir) -> Path:
     if best is not None:
         eval_model.load_state_dict(best["model"])
         _, test_acc, _ = evaluate(eval_model, test_loader, device, cfg.tta_flip, channels_last)
-        log.finish({"best_epoch": best_epoch, "best_val_acc": best_acc, "test_acc": test_acc,
-                    "parameters": n_params, "wall_seconds": time.time() - started})
+        log.finish(
+            {
+                "best_epoch": best_epoch,
+                "best_val_acc": best_acc,
+                "test_acc": test_acc,
+                "parameters": n_params,
+                "wall_seconds": time.time() - started,
+            }
+        )
     return run_dir
 
 
-def run_from_cli(config: Path, overrides: list[str], resume: Path | None = None,
-                 data_dir: Path | None = None) -> Path:
+def run_from_cli(config: Path, overrides: list[str], resume: Path | None = None, data_dir: Path | None = None) -> Path:
     if resume is not None:
         saved = resume / "config.json"
         if not saved.is_file():

@@ -1,0 +1,57 @@
+"""Shared fixtures: the real dataset and a small model exported by our real exporter."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from training import fashion_mnist
+from training.checkpoint import save_checkpoint
+from training.config import load_config
+from training.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_CNN = [
+    'name="tiny"', 'model.arch="cnn"', "model.channels=[8,16]", "model.convs_per_stage=1",
+    "tta_flip=true",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def fmnist() -> fashion_mnist.FashionMNIST:
+    return fashion_mnist.load(download=False)
+
+
+def tiny_checkpoint(path: Path, steps: int = 30, seed: int = 0) -> Path:
+    """A small CNN trained for a few steps on real images, so its predictions are not constant."""
+    cfg = load_config(None, TINY_CNN)
+    torch.manual_seed(seed)
+    model = build_model(cfg.model)
+    data = fashion_mnist.load(download=False)
+    x = torch.from_numpy(data.train_images[:2048].copy()).float().div_(255)[:, None]
+    y = torch.from_numpy(data.train_labels[:2048].copy())
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    model.train()
+    for step in range(steps):
+        i = (step * 128) % 2048
+        loss = torch.nn.functional.cross_entropy(model(x[i : i + 128]), y[i : i + 128])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    state = {"model": model.state_dict(), "config": dataclasses.asdict(cfg), "epoch": 1}
+    save_checkpoint(state, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """A contract-compliant ONNX file written by `training.export.export` (parity-checked)."""
+    from training.export import export
+
+    directory = tmp_path_factory.mktemp("tiny-model")
+    ckpt = tiny_checkpoint(directory / "tiny.pt")
+    return export(ckpt, directory / "tiny.onnx").path

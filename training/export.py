@@ -1,0 +1,241 @@
+"""Export a trained run to the ONNX contract (CONTRACTS.md §2), with a parity check.
+
+The graph takes raw pixels in [0, 1]: normalisation is already the model's
+first layer, BatchNorm is folded into the preceding conv/linear, and when the
+run evaluated with mirror test-time augmentation the graph averages both views.
+Parity with PyTorch is checked over all 10,000 test images through the
+service's own runtime; a failed check leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+from service.runtime import load_model
+from training import fashion_mnist
+from training.checkpoint import load_checkpoint
+from training.config import TrainConfig, config_from_dict
+from training.data import stratified_split
+from training.models import FMNIST_MEAN, FMNIST_STD, build_model, count_parameters
+
+OPSET = 18
+PARITY_TOLERANCE = 1e-3  # max |Δlogit| allowed between PyTorch and onnxruntime (float32)
+
+
+class ExportError(RuntimeError):
+    """Export failed (parity broken, unreadable source); no file was written."""
+
+
+class InferenceGraph(nn.Module):
+    """What ships: the eval-mode model, plus the mirrored view when the run used flip TTA."""
+
+    def __init__(self, model: nn.Module, tta_flip: bool):
+        super().__init__()
+        self.model = model
+        self.tta_flip = tta_flip
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        logits = self.model(image)
+        if self.tta_flip:
+            logits = (logits + self.model(image.flip(-1))) / 2
+        return logits
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every BatchNorm that directly follows a conv/linear in a Sequential into it (eval mode)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.Sequential):
+            layers = list(child)
+            folded: list[nn.Module] = []
+            for layer in layers:
+                prev = folded[-1] if folded else None
+                if isinstance(layer, nn.BatchNorm2d) and isinstance(prev, nn.Conv2d):
+                    folded[-1] = fuse_conv_bn_eval(prev, layer)
+                elif isinstance(layer, nn.BatchNorm1d) and isinstance(prev, nn.Linear):
+                    folded[-1] = fuse_linear_bn_eval(prev, layer)
+                else:
+                    folded.append(fold_batchnorm(layer))
+            setattr(module, name, nn.Sequential(*folded))
+        else:
+            fold_batchnorm(child)
+    return module
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    test_accuracy: float
+    val_accuracy: float
+    max_abs_logit_diff: float
+    parameters: int
+    size_bytes: int
+
+
+def resolve_checkpoint(source: Path) -> tuple[Path, Path | None]:
+    """A run directory means its best.pt; a file is taken as the checkpoint itself."""
+    source = Path(source)
+    if source.is_dir():
+        ckpt = source / "best.pt"
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{source}: no best.pt in this run directory")
+        return ckpt, source
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such run directory or checkpoint")
+    return source, source.parent if (source.parent / "config.json").is_file() else None
+
+
+def load_trained(source: Path) -> tuple[nn.Module, TrainConfig, dict, Path | None]:
+    ckpt_path, run_dir = resolve_checkpoint(source)
+    state = load_checkpoint(ckpt_path)
+    cfg = config_from_dict(state["config"])
+    model = build_model(cfg.model)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ExportError(f"{ckpt_path}: weights do not match the config's architecture ({exc})") from None
+    return model.eval(), cfg, state, run_dir
+
+
+def _torch_logits(graph: nn.Module, images: np.ndarray, batch: int = 1000) -> np.ndarray:
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            x = torch.from_numpy(np.array(images[start : start + batch])).float().div_(255)[:, None]
+            out.append(graph(x).numpy())
+    return np.concatenate(out)
+
+
+def _pixels(images: np.ndarray) -> np.ndarray:
+    return images.astype(np.float32)[:, None] / 255.0
+
+
+def _save_proto(proto: onnx.ModelProto, directory: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".export-", suffix=".onnx.tmp")
+    os.close(fd)
+    onnx.save(proto, tmp)
+    return Path(tmp)
+
+
+def to_onnx(graph: nn.Module) -> onnx.ModelProto:
+    """Trace with a batch of 2 (a batch of 1 can freeze N=1) and a dynamic batch axis."""
+    example = torch.rand(2, 1, 28, 28)
+    batch = torch.export.Dim("batch", min=1, max=1_000_000)
+    program = torch.onnx.export(
+        graph,
+        (example,),
+        dynamo=True,
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_shapes=({0: batch},),
+        opset_version=OPSET,
+        external_data=False,
+        verbose=False,
+    )
+    program.optimize()
+    return program.model_proto
+
+
+def set_metadata(proto: onnx.ModelProto, values: dict[str, str]) -> None:
+    existing = {p.key: p for p in proto.metadata_props}
+    for key, value in values.items():
+        if key in existing:
+            existing[key].value = value
+        else:
+            proto.metadata_props.add(key=key, value=value)
+
+
+def export(source: Path, out: Path, data_dir: str | None = None) -> ExportResult:
+    """Export a run directory or checkpoint to `out` (atomically), after a full parity check."""
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise ValueError(f"--out {out}: the model file name must end in .onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model, cfg, state, run_dir = load_trained(source)
+    ds = fashion_mnist.load(data_dir or cfg.data.data_dir or None)
+    val_idx = stratified_split(ds.train_labels, cfg.data.val_size, cfg.data.split_seed).val_indices
+
+    reference = InferenceGraph(copy.deepcopy(model), cfg.tta_flip).eval()
+    shipped = InferenceGraph(fold_batchnorm(copy.deepcopy(model)), cfg.tta_flip).eval()
+    proto = to_onnx(shipped)
+    n_params = count_parameters(model)
+    run_info = json.loads((run_dir / "config.json").read_text()) if run_dir else {}
+    set_metadata(
+        proto,
+        {
+            "classes": json.dumps(list(fashion_mnist.CLASSES)),
+            "architecture": f"{cfg.model.arch.upper()} "
+            + (
+                f"hidden={list(cfg.model.hidden)}"
+                if cfg.model.arch == "mlp"
+                else f"channels={list(cfg.model.channels)}x{cfg.model.convs_per_stage}"
+            )
+            + (" +flip-TTA" if cfg.tta_flip else ""),
+            "parameters": str(n_params),
+            "dataset_sha256": ds.checksum,
+            "split_seed": str(cfg.data.split_seed),
+            "config": json.dumps(dataclasses.asdict(cfg)),
+            "source_commit": run_info.get("source_commit", "unknown"),
+            "trained_epochs": str(state.get("epoch", "")),
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "input_mean": str(FMNIST_MEAN),
+            "input_std": str(FMNIST_STD),
+            "opset": str(OPSET),
+        },
+    )
+    tmp = _save_proto(proto, out.parent)
+    try:
+        runtime = load_model(tmp, device="cpu")
+        onnx_logits = runtime.logits(_pixels(ds.test_images))
+        torch_logits = _torch_logits(reference, ds.test_images)
+        diff = float(np.abs(onnx_logits - torch_logits).max())
+        mismatched = int((onnx_logits.argmax(1) != torch_logits.argmax(1)).sum())
+        if mismatched or diff > PARITY_TOLERANCE:
+            raise ExportError(
+                f"parity check failed: {mismatched} of {len(onnx_logits)} test images change class, "
+                f"max |Δlogit| {diff:.2e} (tolerance {PARITY_TOLERANCE:g}); nothing written to {out}"
+            )
+        test_acc = float((onnx_logits.argmax(1) == ds.test_labels).mean())
+        val_acc = float(
+            (runtime.logits(_pixels(ds.train_images[val_idx])).argmax(1) == ds.train_labels[val_idx]).mean()
+        )
+        set_metadata(
+            proto,
+            {
+                "test_accuracy": f"{test_acc:.4f}",
+                "val_accuracy": f"{val_acc:.4f}",
+                "parity_max_abs_logit_diff": f"{diff:.3e}",
+            },
+        )
+        onnx.save(proto, tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportResult(out, test_acc, val_acc, diff, n_params, out.stat().st_size)
+
+
+def export_from_cli(source: Path, out: Path, quantize: str | None = None, data_dir: Path | None = None) -> None:
+    result = export(source, out, str(data_dir) if data_dir else None)
+    print(f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB, {result.parameters:,} parameters)")
+    print(f"parity over 10,000 test images: identical argmax, max |Δlogit| {result.max_abs_logit_diff:.2e}")
+    print(f"validation accuracy {result.val_accuracy:.4f}, test accuracy {result.test_accuracy:.4f}")
+    if quantize == "int8":
+        from training.quantize import quantize_int8
+
+        q = quantize_int8(result.path, data_dir=str(data_dir) if data_dir else None)
+        print(
+            f"wrote {q.path} ({q.size_bytes / 1e6:.2f} MB): test accuracy {q.test_accuracy:.4f} "
+            f"({(q.test_accuracy - result.test_accuracy) * 100:+.2f} points vs FP32)"
+        )
