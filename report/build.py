@@ -3,9 +3,7 @@ and every figure (PNG files in the output directory)."""
 
 from __future__ import annotations
 
-import json
 import platform
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from report import corruptions, figures, label_issues, metrics
+from report import corruptions, figures, label_issues, metrics, robustness, story
+from report.robustness import as_input, seeded_subset
 from service.runtime import Classifier, load_model
 from training import fashion_mnist
 from training.data import stratified_split
@@ -47,9 +46,7 @@ class ReportSettings:
     seed: int = 0
     baseline_model: Path | None = field(default_factory=lambda: REPO / "models" / "mlp.onnx")
     """The pinned baseline for the corruption error (mCE); skipped when the file is missing."""
-    ablation: Path | None = field(
-        default_factory=lambda: REPO / "benchmarks" / "results" / "ablation.json"
-    )
+    ablation: Path | None = field(default_factory=lambda: REPO / "benchmarks" / "results" / "ablation.json")
     threads: int | None = None
     progress: bool = True
 
@@ -71,90 +68,14 @@ class ReportSettings:
             raise ValueError("ci_level and target_accuracy must be in (0, 1]")
 
 
-def _as_input(images: np.ndarray) -> np.ndarray:
-    return (images.astype(np.float32) / 255.0)[:, None]
-
-
 def predict(model: Classifier, images: np.ndarray, desc: str, progress: bool) -> np.ndarray:
     """Logits for uint8 [N, 28, 28] images, in batches under a progress bar."""
     batch = 2000
     out = [
-        model.logits(_as_input(images[i : i + batch]))
+        model.logits(as_input(images[i : i + batch]))
         for i in tqdm(range(0, len(images), batch), desc=desc, leave=False, disable=not progress)
     ]
     return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
-
-
-def _subset(n: int, size: int | None, rng_seed: int) -> np.ndarray:
-    if size is None or size >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(rng_seed).choice(n, size=size, replace=False))
-
-
-def _caption(true: int, pred: int, conf: float, classes) -> str:
-    return f"t={figures.short(classes[true])}\np={figures.short(classes[pred])} {conf:.2f}"
-
-
-def _json_or_none(text: str | None):
-    try:
-        return json.loads(text) if text else None
-    except json.JSONDecodeError:
-        return None
-
-
-def _flatten(config, prefix: str = "") -> list[list[str]]:
-    """A nested config as [dotted key, value as text] rows."""
-    if not isinstance(config, dict):
-        return [[prefix, json.dumps(config)]]
-    rows = []
-    for key, value in config.items():
-        rows += _flatten(value, f"{prefix}.{key}" if prefix else str(key))
-    return rows
-
-
-def source_commit() -> str:
-    """HEAD of the checkout this code runs from, '+dirty' when it has local changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
-
-
-def read_run(run_dir: Path) -> dict:
-    """A training run's resolved config and per-epoch metrics."""
-    if not run_dir.is_dir():
-        raise ValueError(f"{run_dir}: run directory not found")
-    metrics_file = run_dir / "metrics.jsonl"
-    if not metrics_file.is_file():
-        raise ValueError(f"{run_dir}: no metrics.jsonl in the run directory")
-    rows = []
-    for number, line in enumerate(metrics_file.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{metrics_file}:{number}: not JSON ({exc.msg})") from None
-    needed = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}
-    if not rows or not all(needed <= row.keys() for row in rows):
-        raise ValueError(f"{metrics_file}: every line needs the keys {sorted(needed)}")
-    config_file = run_dir / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else None
-    return {"dir": str(run_dir), "config": config, "epochs": rows}
 
 
 def build_report(
@@ -179,19 +100,19 @@ def build_report(
 
     model = load_model(model_path, threads=s.threads)
     other = load_model(compare_path, threads=s.threads) if compare_path else None
-    run = read_run(run_dir) if run_dir else None
+    run = story.read_run(run_dir) if run_dir else None
     ds = fashion_mnist.load(data_dir)
     classes = list(model.classes)
     k = len(classes)
     meta = model.info.metadata
-    config = (run or {}).get("config") or _json_or_none(meta.get("config")) or {}
-    split_seed = int(config.get("data", {}).get("split_seed", 0)) if isinstance(config, dict) else 0
+    config = story.training_config(meta, run)
+    split_seed = int(config.get("data", {}).get("split_seed", 0))
     split = stratified_split(ds.train_labels, val_size=VAL_SIZE, seed=split_seed)
     step("data")
 
-    test_idx = _subset(len(ds.test_labels), s.limit, s.seed)
+    test_idx = seeded_subset(len(ds.test_labels), s.limit, s.seed)
     images, labels = ds.test_images[test_idx], ds.test_labels[test_idx]
-    val_idx = split.val_indices[_subset(len(split.val_indices), s.val_limit, s.seed + 1)]
+    val_idx = split.val_indices[seeded_subset(len(split.val_indices), s.val_limit, s.seed + 1)]
     logits = predict(model, images, "test", s.progress)
     val_logits = predict(model, ds.train_images[val_idx], "validation", s.progress)
     val_labels = ds.train_labels[val_idx]
@@ -210,13 +131,11 @@ def build_report(
         severities=len(corruptions.SEVERITIES),
         corruption_kinds=len(corruptions.CORRUPTIONS),
     )
-    r["data"] = _data_section(ds, split, classes, fig_dir)
-    r["model"] = _model_section(meta, config, run, fig_dir)
+    r["data"] = story.data_section(ds, split, classes, fig_dir)
+    r["model"] = story.model_section(meta, config, run, fig_dir)
     step("story")
 
-    summary = metrics.classification_summary(
-        labels, pred, k, s.bootstrap_resamples, s.seed, s.ci_level
-    )
+    summary = metrics.classification_summary(labels, pred, k, s.bootstrap_resamples, s.seed, s.ci_level)
     for row, name in zip(summary["per_class"], classes, strict=True):
         row["class"] = name
     cm = np.asarray(summary.pop("confusion"))
@@ -235,18 +154,16 @@ def build_report(
     baseline = None
     if s.baseline_model is not None and Path(s.baseline_model).is_file():
         baseline = load_model(s.baseline_model, threads=s.threads)
-    r["robustness"] = _robustness_section(model, baseline, images, labels, pred, s, fig_dir)
+    r["robustness"] = robustness.robustness_section(model, baseline, images, labels, pred, s, fig_dir)
     step("robustness")
-    r["photo_like"] = _photo_section(model, images, labels, pred, classes, s, fig_dir)
+    r["photo_like"] = robustness.photo_section(model, images, labels, pred, classes, s, fig_dir)
     step("photo-like")
     r["selective"] = _selective_section(conf, correct, val_logits, val_labels, s, fig_dir)
     step("selective")
     r["comparison"] = None
     if other is not None:
-        r["comparison"] = _comparison_section(
-            model, other, images, labels, correct, probs, classes, s, fig_dir
-        )
-    r["ablation"] = _ablation_section(s.ablation)
+        r["comparison"] = _comparison_section(model, other, images, labels, correct, probs, classes, s, fig_dir)
+    r["ablation"] = story.ablation_section(s.ablation)
     r["provenance"] = {
         "model_path": str(model_path),
         "model_sha256": model.info.sha256,
@@ -255,7 +172,7 @@ def build_report(
         "dataset_source": str(ds.source),
         "dataset_files": ds.sha256,
         "command": command,
-        "source_commit": source_commit(),
+        "source_commit": story.source_commit(),
         "providers": list(model.info.providers),
         "python": platform.python_version(),
         "compare_sha256": other.info.sha256 if other else None,
@@ -282,68 +199,6 @@ def build_report(
 # Sections
 
 
-def _data_section(ds, split, classes, fig_dir: Path) -> dict:
-    counts = {
-        "train": np.bincount(ds.train_labels[split.train_indices], minlength=len(classes)).tolist(),
-        "validation": np.bincount(
-            ds.train_labels[split.val_indices], minlength=len(classes)
-        ).tolist(),
-        "test": np.bincount(ds.test_labels, minlength=len(classes)).tolist(),
-    }
-    figures.sprite(ds.test_images, ds.test_labels, classes, 10, fig_dir / "samples.png")
-    figures.class_balance(counts, classes, fig_dir / "class_balance.png")
-    return {
-        "train_images": len(ds.train_labels),
-        "test_images": len(ds.test_labels),
-        "train_split": len(split.train_indices),
-        "validation_split": len(split.val_indices),
-        "split_checksum": split.checksum,
-        "class_counts": counts,
-        "min_class_share": min(min(c) / sum(c) for c in counts.values()),
-        "max_class_share": max(max(c) / sum(c) for c in counts.values()),
-        "pixel_mean": float(ds.train_images.mean() / 255),
-        "pixel_std": float(ds.train_images.std() / 255),
-        "figures": {"samples": "samples.png", "balance": "class_balance.png"},
-    }
-
-
-def _model_section(meta: dict, config, run: dict | None, fig_dir: Path) -> dict:
-    def number(key):
-        try:
-            return float(meta[key])
-        except (KeyError, ValueError):
-            return None
-
-    section = {
-        "architecture": meta.get("architecture", "unknown"),
-        "parameters": int(number("parameters")) if number("parameters") is not None else None,
-        "val_accuracy": number("val_accuracy"),
-        "test_accuracy": number("test_accuracy"),
-        "input_mean": number("input_mean"),
-        "input_std": number("input_std"),
-        "config": _flatten(config) if config else [],
-        "run": None,
-    }
-    if run:
-        rows = run["epochs"]
-        best = max(rows, key=lambda row: row["val_acc"])
-        figures.learning_curves(rows, fig_dir / "learning_curves.png")
-        section["run"] = {
-            "dir": run["dir"],
-            "epochs": len(rows),
-            "best_epoch": best["epoch"],
-            "best_val_acc": best["val_acc"],
-            "final_train_acc": rows[-1]["train_acc"],
-            "final_val_acc": rows[-1]["val_acc"],
-            "final_train_loss": rows[-1]["train_loss"],
-            "final_val_loss": rows[-1]["val_loss"],
-            "seconds": sum(row.get("seconds", 0) for row in rows),
-            "history": rows,
-            "figure": "learning_curves.png",
-        }
-    return section
-
-
 def _confusion_section(cm, images, labels, pred, conf, classes, s, fig_dir: Path) -> dict:
     figures.confusion_heatmaps(cm, classes, fig_dir / "confusion.png")
     pairs = metrics.top_confused_pairs(cm, s.confused_pairs)
@@ -359,7 +214,7 @@ def _confusion_section(cm, images, labels, pred, conf, classes, s, fig_dir: Path
         for j in range(per_pair):
             if j < len(hits):
                 shown.append(images[hits[j]])
-                captions.append(_caption(labels[hits[j]], pred[hits[j]], conf[hits[j]], classes))
+                captions.append(figures.caption(labels[hits[j]], pred[hits[j]], conf[hits[j]], classes))
             else:
                 shown.append(None)
                 captions.append("")
@@ -392,9 +247,7 @@ def _failures_section(images, labels, pred, conf, classes, s, fig_dir: Path) -> 
         real = idx[idx >= 0]
         if len(real):
             shown = [images[i] if i >= 0 else None for i in idx]
-            captions = [
-                _caption(labels[i], pred[i], conf[i], classes) if i >= 0 else "" for i in idx
-            ]
+            captions = [figures.caption(labels[i], pred[i], conf[i], classes) if i >= 0 else "" for i in idx]
             ncols = 2 * s.errors_per_class if key == "per_class_errors" else 8
             figures.gallery(shown, captions, fig_dir / f"{key}.png", ncols=ncols)
         out[key] = {
@@ -453,101 +306,6 @@ def _label_issue_section(images, labels, probs, classes, s, fig_dir: Path) -> di
     }
 
 
-def _robustness_section(model, baseline, images, labels, pred, s, fig_dir: Path) -> dict:
-    idx = _subset(len(labels), s.robustness_images, s.seed + 2)
-    sub, sub_labels = images[idx], labels[idx]
-    names = list(corruptions.CORRUPTIONS)
-    levels = [0, *corruptions.SEVERITIES]
-    acc = {name: [] for name in names}
-    base_acc = {name: [] for name in names} if baseline is not None else None
-    clean = {"model": float((pred[idx] == sub_labels).mean())}  # already predicted
-    if baseline is not None:
-        clean["baseline"] = float((baseline.logits(_as_input(sub)).argmax(1) == sub_labels).mean())
-    passes = tqdm(
-        total=len(names) * len(corruptions.SEVERITIES),
-        desc="corruptions",
-        leave=False,
-        disable=not s.progress,
-    )
-    for name in names:
-        acc[name].append(clean["model"])
-        if base_acc is not None:
-            base_acc[name].append(clean["baseline"])
-        for severity in corruptions.SEVERITIES:
-            x = _as_input(corruptions.corrupt(sub, name, severity, s.seed))
-            acc[name].append(float((model.logits(x).argmax(1) == sub_labels).mean()))
-            if base_acc is not None:
-                base_acc[name].append(float((baseline.logits(x).argmax(1) == sub_labels).mean()))
-            passes.update(1)
-    passes.close()
-    rows = []
-    for name in names:
-        err = 1 - np.array(acc[name][1:])
-        row = {
-            "corruption": name,
-            "accuracy": acc[name],
-            "mean_accuracy": float(np.mean(acc[name][1:])),
-        }
-        if base_acc is not None:
-            base_err = 1 - np.array(base_acc[name][1:])
-            row["baseline_accuracy"] = base_acc[name]
-            row["ce"] = float(err.sum() / max(base_err.sum(), 1e-12))
-            row["relative_ce"] = float(
-                (err - (1 - clean["model"])).sum()
-                / max((base_err - (1 - clean["baseline"])).sum(), 1e-12)
-            )
-        rows.append(row)
-    figures.robustness(levels, acc, base_acc, fig_dir / "robustness.png")
-    have_base = base_acc is not None
-    return {
-        "images": len(idx),
-        "severities": levels,
-        "clean_accuracy": clean["model"],
-        "baseline_clean_accuracy": clean.get("baseline"),
-        "baseline_model": str(s.baseline_model) if have_base else None,
-        "mean_corrupted_accuracy": float(np.mean([row["mean_accuracy"] for row in rows])),
-        "mce": float(np.mean([row["ce"] for row in rows])) if have_base else None,
-        "relative_mce": float(np.mean([row["relative_ce"] for row in rows])) if have_base else None,
-        "rows": rows,
-        "figure": "robustness.png",
-    }
-
-
-def _photo_section(model, images, labels, test_pred, classes, s, fig_dir: Path) -> dict:
-    try:
-        from report.photolike import photo_like_set
-        from service.preprocess import decode_image, to_fashion_mnist, to_model_input
-    except ImportError as exc:
-        return {
-            "available": False,
-            "reason": f"photo-like check unavailable ({exc})",
-            "accuracy": None,
-        }
-    idx = _subset(len(labels), s.photo_images, s.seed + 3)
-    if len(idx) == 0:
-        return {"available": False, "reason": "no images requested", "accuracy": None}
-    uploads = photo_like_set(images[idx], s.seed)
-    crops = [
-        to_fashion_mnist(decode_image(data))
-        for data, _ in tqdm(uploads, desc="photo-like", leave=False, disable=not s.progress)
-    ]
-    probs = metrics.softmax(model.logits(to_model_input(crops)))
-    pred = probs.argmax(1)
-    sub_labels = labels[idx]
-    shown = np.arange(min(16, len(idx)))
-    captions = [_caption(sub_labels[i], pred[i], probs[i].max(), classes) for i in shown]
-    figures.gallery(np.stack([crops[i] for i in shown]), captions, fig_dir / "photo_like.png")
-    formats = sorted({fmt for _, fmt in uploads})
-    return {
-        "available": True,
-        "images": len(idx),
-        "accuracy": float((pred == sub_labels).mean()),
-        "crop_accuracy": float((test_pred[idx] == sub_labels).mean()),
-        "formats": formats,
-        "figure": "photo_like.png",
-    }
-
-
 def _selective_section(conf, correct, val_logits, val_labels, s, fig_dir: Path) -> dict:
     val_probs = metrics.softmax(val_logits)
     val_correct = val_probs.argmax(1) == val_labels
@@ -582,9 +340,7 @@ def _selective_section(conf, correct, val_logits, val_labels, s, fig_dir: Path) 
     }
 
 
-def _comparison_section(
-    model, other, images, labels, correct, probs, classes, s, fig_dir: Path
-) -> dict:
+def _comparison_section(model, other, images, labels, correct, probs, classes, s, fig_dir: Path) -> dict:
     other_probs = metrics.softmax(predict(other, images, "compare", s.progress))
     other_pred = other_probs.argmax(1)
     other_correct = other_pred == labels
@@ -610,22 +366,4 @@ def _comparison_section(
         "disagreements": int((pred != other_pred).sum()),
         "mcnemar": metrics.mcnemar(correct, other_correct),
         "figure": "disagreements.png" if len(differ) else None,
-    }
-
-
-def _ablation_section(path: Path | None) -> dict | None:
-    if path is None or not Path(path).is_file():
-        return None
-    try:
-        rows = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON ({exc.msg})") from None
-    keys = ("variant", "val_acc_mean", "val_acc_std")
-    if not isinstance(rows, list) or not all(
-        isinstance(r, dict) and set(keys) <= r.keys() for r in rows
-    ):
-        raise ValueError(f"{path}: expected a list of rows with keys {list(keys)}")
-    return {
-        "path": str(path),
-        "rows": [{**{k: r[k] for k in keys}, "seeds": len(r.get("seeds", []))} for r in rows],
     }

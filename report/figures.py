@@ -23,6 +23,11 @@ def short(name: str) -> str:
     return {"T-shirt/top": "T-shirt", "Ankle boot": "Boot"}.get(name, name)
 
 
+def caption(true: int, pred: int, conf: float, classes) -> str:
+    """'t=true\np=predicted confidence', as the course writes failure cases."""
+    return f"t={short(classes[true])}\np={short(classes[pred])} {conf:.2f}"
+
+
 def gallery(
     images: Sequence[np.ndarray | None],
     captions: Sequence[str],
@@ -46,17 +51,13 @@ def gallery(
         for j, text in enumerate(caption.split("\n")[:2]):
             width = draw.textlength(text, font=font)
             draw.text((x + (cell_w - width) / 2, y + 2 + j * line), text, fill="black", font=font)
-        crop = Image.fromarray(np.asarray(image, dtype=np.uint8)).resize(
-            (side, side), Image.NEAREST
-        )
+        crop = Image.fromarray(np.asarray(image, dtype=np.uint8)).resize((side, side), Image.NEAREST)
         canvas.paste(crop, (x + 8, y + 2 * line + 6))
     canvas.save(path, optimize=True)
     return path
 
 
-def sprite(
-    images: np.ndarray, labels: np.ndarray, classes: Sequence[str], per_class: int, path: Path
-) -> Path:
+def sprite(images: np.ndarray, labels: np.ndarray, classes: Sequence[str], per_class: int, path: Path) -> Path:
     """One row of sample images per class, the class name on the left."""
     fig = Figure(figsize=(per_class * 0.6 + 1.4, len(classes) * 0.62))
     for c, name in enumerate(classes):
@@ -68,20 +69,6 @@ def sprite(
         ax.set_yticks([])
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
     fig.subplots_adjust(hspace=0.05)
-    return _save(fig, path)
-
-
-def class_balance(counts: dict[str, Sequence[int]], classes: Sequence[str], path: Path) -> Path:
-    """Images per class in each split, as grouped bars."""
-    fig = Figure(figsize=(8, 2.8))
-    ax = fig.add_subplot()
-    width = 0.8 / len(counts)
-    x = np.arange(len(classes))
-    for i, (split, values) in enumerate(counts.items()):
-        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=split)
-    ax.set_xticks(x, [short(c) for c in classes], fontsize=8)
-    ax.set_ylabel("images")
-    ax.legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -133,9 +120,7 @@ def reliability(before: dict, after: dict, temperature: float, path: Path) -> Pa
     """Reliability diagrams (accuracy per confidence bin against the diagonal), before and
     after temperature scaling."""
     fig = Figure(figsize=(9, 3.8))
-    for i, (bins, title) in enumerate(
-        ((before, "as shipped"), (after, f"temperature scaled (T = {temperature:.3f})"))
-    ):
+    for i, (bins, title) in enumerate(((before, "as shipped"), (after, f"temperature scaled (T = {temperature:.3f})"))):
         ax = fig.add_subplot(1, 2, i + 1)
         k = bins["bins"]
         centres = (np.arange(k) + 0.5) / k

@@ -194,7 +194,18 @@ def _data(p: Page) -> None:
             f"{p.num('data.pixel_mean', 'f4')}, deviation {p.num('data.pixel_std', 'f4')}), so "
             "callers never normalise."
         )
-    p.add(" Augmentation is part of the training recipe below.</p>")
+    augment = p.r["model"].get("augment") or {}
+    if {"translate", "hflip"} <= augment.keys():
+        flip = "with" if augment["hflip"] else "without"
+        p.add(
+            f" Training batches are augmented on the fly: random shifts of up to "
+            f"{p.num('model.augment.translate', 'int')} pixels, {flip} left–right mirroring"
+        )
+        if augment.get("erase_prob"):
+            p.add(f", random erasing with probability {p.num('model.augment.erase_prob', 'f2')}")
+        p.add(".</p>")
+    else:
+        p.add(" Augmentation, if any, is in the training recipe below.</p>")
 
 
 def _model(p: Page) -> None:

@@ -18,7 +18,8 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.metrics import classification_report, confusion_matrix
 
 from report import cli
-from report.build import ReportSettings, _subset
+from report.build import ReportSettings
+from report.robustness import seeded_subset
 from service.runtime import ModelError, load_model
 from training import fashion_mnist
 from training.cli import main as wardrobe
@@ -96,7 +97,8 @@ def built(tmp_path_factory, models) -> dict:
     root = tmp_path_factory.mktemp("report")
     run = root / "runs" / "demo"
     run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"data": {"split_seed": 0}, "optim": {"lr": 0.1}}))
+    config = {"data": {"split_seed": 0}, "augment": {"translate": 2, "hflip": True}}
+    (run / "config.json").write_text(json.dumps({"config": config}))
     rows = [
         {
             "epoch": e,
@@ -151,7 +153,7 @@ def test_report_writes_html_json_and_every_figure_it_names(built):
     def collect(value):
         if isinstance(value, dict):
             for k, v in value.items():
-                if (k == "figure" or k.endswith("_figure") or k in ("samples", "balance")) and v:
+                if (k == "figure" or k.endswith("_figure") or k == "samples") and v:
                     names.add(v)
                 collect(v)
         elif isinstance(value, list):
@@ -178,7 +180,7 @@ def test_report_writes_html_json_and_every_figure_it_names(built):
 
 def test_report_numbers_match_sklearn_on_the_same_predictions(built, models, dataset):
     report = built["json"]
-    idx = _subset(len(dataset.test_labels), SMALL["limit"], 0)
+    idx = seeded_subset(len(dataset.test_labels), SMALL["limit"], 0)
     labels = dataset.test_labels[idx]
     model = load_model(models["main"])
     pred = model.logits(dataset.test_images[idx, None].astype(np.float32) / 255).argmax(1)
@@ -417,3 +419,10 @@ def test_report_opens_offline_in_chromium_with_every_image_decoded(built, tmp_pa
         timeout=120,
     )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pdf = tmp_path / "report.pdf"
+    subprocess.run(
+        [*common, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", (built["out"] / "report.html").as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
+    assert pdf.read_bytes()[:5] == b"%PDF-"

@@ -1,0 +1,161 @@
+"""The story's context: the dataset summary, the model's training recipe and run log, the
+ablation table and where everything came from."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from report import figures
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def json_or_none(text: str | None):
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+
+
+def training_config(metadata: dict[str, str], run: dict | None) -> dict:
+    """The resolved training config: the run's config.json when given, else the model's
+    metadata; unwrapped when stored as {"config": {...}} beside other run facts."""
+    config = (run or {}).get("config") or json_or_none(metadata.get("config")) or {}
+    if isinstance(config, dict) and isinstance(config.get("config"), dict):
+        config = config["config"]
+    return config if isinstance(config, dict) else {}
+
+
+def flatten(config, prefix: str = "") -> list[list[str]]:
+    """A nested config as [dotted key, value as text] rows."""
+    if not isinstance(config, dict):
+        return [[prefix, json.dumps(config)]]
+    rows = []
+    for key, value in config.items():
+        rows += flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    return rows
+
+
+def source_commit() -> str:
+    """HEAD of the checkout this code runs from, '+dirty' when it has local changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def read_run(run_dir: Path) -> dict:
+    """A training run's resolved config and per-epoch metrics."""
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: run directory not found")
+    metrics_file = run_dir / "metrics.jsonl"
+    if not metrics_file.is_file():
+        raise ValueError(f"{run_dir}: no metrics.jsonl in the run directory")
+    rows = []
+    for number, line in enumerate(metrics_file.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{metrics_file}:{number}: not JSON ({exc.msg})") from None
+    needed = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}
+    if not rows or not all(needed <= row.keys() for row in rows):
+        raise ValueError(f"{metrics_file}: every line needs the keys {sorted(needed)}")
+    config_file = run_dir / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else None
+    return {"dir": str(run_dir), "config": config, "epochs": rows}
+
+
+def data_section(ds, split, classes, fig_dir: Path) -> dict:
+    counts = {
+        "train": np.bincount(ds.train_labels[split.train_indices], minlength=len(classes)).tolist(),
+        "validation": np.bincount(ds.train_labels[split.val_indices], minlength=len(classes)).tolist(),
+        "test": np.bincount(ds.test_labels, minlength=len(classes)).tolist(),
+    }
+    figures.sprite(ds.test_images, ds.test_labels, classes, 10, fig_dir / "samples.png")
+    return {
+        "train_images": len(ds.train_labels),
+        "test_images": len(ds.test_labels),
+        "train_split": len(split.train_indices),
+        "validation_split": len(split.val_indices),
+        "split_checksum": split.checksum,
+        "class_counts": counts,
+        "min_class_share": min(min(c) / sum(c) for c in counts.values()),
+        "max_class_share": max(max(c) / sum(c) for c in counts.values()),
+        "pixel_mean": float(ds.train_images.mean() / 255),
+        "pixel_std": float(ds.train_images.std() / 255),
+        "figures": {"samples": "samples.png"},
+    }
+
+
+def model_section(meta: dict, config, run: dict | None, fig_dir: Path) -> dict:
+    def number(key):
+        try:
+            return float(meta[key])
+        except (KeyError, ValueError):
+            return None
+
+    section = {
+        "architecture": meta.get("architecture", "unknown"),
+        "parameters": int(number("parameters")) if number("parameters") is not None else None,
+        "val_accuracy": number("val_accuracy"),
+        "test_accuracy": number("test_accuracy"),
+        "input_mean": number("input_mean"),
+        "input_std": number("input_std"),
+        "config": flatten(config) if config else [],
+        "augment": config.get("augment") if isinstance(config.get("augment"), dict) else None,
+        "run": None,
+    }
+    if run:
+        rows = run["epochs"]
+        best = max(rows, key=lambda row: row["val_acc"])
+        figures.learning_curves(rows, fig_dir / "learning_curves.png")
+        section["run"] = {
+            "dir": run["dir"],
+            "epochs": len(rows),
+            "best_epoch": best["epoch"],
+            "best_val_acc": best["val_acc"],
+            "final_train_acc": rows[-1]["train_acc"],
+            "final_val_acc": rows[-1]["val_acc"],
+            "final_train_loss": rows[-1]["train_loss"],
+            "final_val_loss": rows[-1]["val_loss"],
+            "seconds": sum(row.get("seconds", 0) for row in rows),
+            "history": rows,
+            "figure": "learning_curves.png",
+        }
+    return section
+
+
+def ablation_section(path: Path | None) -> dict | None:
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        rows = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc.msg})") from None
+    keys = ("variant", "val_acc_mean", "val_acc_std")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and set(keys) <= r.keys() for r in rows):
+        raise ValueError(f"{path}: expected a list of rows with keys {list(keys)}")
+    return {
+        "path": str(path),
+        "rows": [{**{k: r[k] for k in keys}, "seeds": len(r.get("seeds", []))} for r in rows],
+    }
