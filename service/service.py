@@ -20,10 +20,13 @@ from service.runtime import cuda_available, load_model, top_k_predictions
 from service.settings import Settings
 from service.uploads import FIELD, SCOPE_KEY, Upload, UploadGate
 
-log = logging.getLogger("wardrobe.service")
+log = logging.getLogger("bentoml.wardrobe")  # under "bentoml": its log handlers apply
 
-GPU = Settings.from_env().device != "cpu" and cuda_available()
-SETTINGS = Settings.from_env().resolved(gpu=GPU, cpu_count=os.cpu_count() or 1)
+_REQUESTED = Settings.from_env()
+GPU = _REQUESTED.device != "cpu" and cuda_available()
+SETTINGS = _REQUESTED.resolved(gpu=GPU, cpu_count=os.cpu_count() or 1)
+# "cuda" without a usable GPU must fail loudly in load_model, not quietly fall back to CPU.
+DEVICE = "cuda" if GPU or _REQUESTED.device == "cuda" else "cpu"
 
 
 @bentoml.service(
@@ -43,16 +46,18 @@ class Wardrobe:
 
         s = SETTINGS
         self.settings = s
-        self.classifier = load_model(s.model, device="cuda" if GPU else "cpu", threads=s.threads)
+        self.classifier = load_model(s.model, device=DEVICE, threads=s.threads)
         self.classes = self.classifier.classes
         self.batch_sizes = prometheus_client.Histogram(
             "wardrobe_batch_size",
             "Images per onnxruntime call, as formed by the adaptive batcher",
             buckets=[2**i for i in range(s.max_batch_size.bit_length() + 1)],
         )
-        self.predictions = prometheus_client.Counter(
+        predictions = prometheus_client.Counter(
             "wardrobe_predictions", "Images classified, by predicted label", ["label"]
         )
+        # One child per class up front: every label shows (at 0) and no lookup per image.
+        self.predictions = {label: predictions.labels(label=label) for label in self.classes}
         self.batcher = Batcher(
             self.classifier.probabilities,
             max_batch_size=s.max_batch_size,
@@ -86,7 +91,7 @@ class Wardrobe:
             return _error(ctx, 503, f"server overloaded ({exc}); retry shortly")
         answers = top_k_predictions(probabilities, self.classes, self.settings.top_k)
         for answer in answers:
-            self.predictions.labels(label=answer["label"]).inc()
+            self.predictions[answer["label"]].inc()
         return JSONResponse(answers)
 
     @bentoml.on_shutdown
