@@ -92,11 +92,15 @@ def build_report(
     and return every number of the report."""
     s = settings or ReportSettings()
     started = time.perf_counter()
-    steps = tqdm(total=11, desc="report", disable=not s.progress)
+    stages = ["loading", "inference", "story", "evaluation", "calibration", "label issues",
+              "robustness", "photo-like", "selective prediction", "comparison", "done"]  # fmt: skip
+    steps = tqdm(total=len(stages) - 1, desc="report", disable=not s.progress)
+    steps.set_postfix_str(stages[0])
 
-    def step(name: str) -> None:
-        steps.set_postfix_str(name)
+    def step(finished: str) -> None:
+        """Tick off a stage and name the next one."""
         steps.update(1)
+        steps.set_postfix_str(stages[stages.index(finished) + 1])
 
     model = load_model(model_path, threads=s.threads)
     other = load_model(compare_path, threads=s.threads) if compare_path else None
@@ -108,7 +112,7 @@ def build_report(
     config = story.training_config(meta, run)
     split_seed = int(config.get("data", {}).get("split_seed", 0))
     split = stratified_split(ds.train_labels, val_size=VAL_SIZE, seed=split_seed)
-    step("data")
+    step("loading")
 
     test_idx = seeded_subset(len(ds.test_labels), s.limit, s.seed)
     images, labels = ds.test_images[test_idx], ds.test_labels[test_idx]
@@ -159,10 +163,11 @@ def build_report(
     r["photo_like"] = robustness.photo_section(model, images, labels, pred, classes, s, fig_dir)
     step("photo-like")
     r["selective"] = _selective_section(conf, correct, val_logits, val_labels, s, fig_dir)
-    step("selective")
+    step("selective prediction")
     r["comparison"] = None
     if other is not None:
         r["comparison"] = _comparison_section(model, other, images, labels, correct, probs, classes, s, fig_dir)
+    step("comparison")
     r["ablation"] = story.ablation_section(s.ablation)
     r["provenance"] = {
         "model_path": str(model_path),
@@ -190,7 +195,6 @@ def build_report(
         "label_issues": r["label_issues"]["count"],
     }
     r["timing"] = {"seconds": round(time.perf_counter() - started, 2)}
-    step("done")
     steps.close()
     return r
 
@@ -283,8 +287,7 @@ def _label_issue_section(images, labels, probs, classes, s, fig_dir: Path) -> di
     top = found[: s.gallery_size]
     if len(top):
         captions = [
-            f"given={figures.short(classes[labels[i]])}\nmodel={figures.short(classes[probs[i].argmax()])}"
-            f" {probs[i].max():.2f}"
+            f"t={figures.short(classes[labels[i]])}\np={figures.short(classes[probs[i].argmax()])} {probs[i].max():.2f}"
             for i in top
         ]
         figures.gallery(images[top], captions, fig_dir / "label_issues.png")
@@ -352,7 +355,7 @@ def _comparison_section(model, other, images, labels, correct, probs, classes, s
     if len(differ):
         captions = [
             f"t={figures.short(classes[labels[i]])}\nA={figures.short(classes[pred[i]])}"
-            f" B={figures.short(classes[other_pred[i]])}"
+            f"\nB={figures.short(classes[other_pred[i]])}"
             for i in differ
         ]
         figures.gallery(images[differ], captions, fig_dir / "disagreements.png")

@@ -39,9 +39,7 @@ def parse_gates(items: list[str]) -> dict[str, float]:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or key not in GATES:
-            raise ValueError(
-                f"--fail-under {item!r}: expected KEY=VALUE with KEY one of {sorted(GATES)}"
-            )
+            raise ValueError(f"--fail-under {item!r}: expected KEY=VALUE with KEY one of {sorted(GATES)}")
         try:
             gates[key] = float(value)
         except ValueError:
@@ -69,16 +67,12 @@ def check_out_dir(out: Path) -> Path:
     """The output directory, resolved; refuses the current directory, a file, a non-report
     directory with contents, and a parent we cannot write to."""
     if str(out).strip() in ("", "."):
-        raise ValueError(
-            "--out must name the report directory, e.g. reports/cnn/ (got an empty path)"
-        )
+        raise ValueError("--out must name the report directory, e.g. reports/cnn/ (got an empty path)")
     out = out.resolve()
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: --out exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (out / "report.json").is_file():
-        raise ValueError(
-            f"{out}: --out is a non-empty directory that holds no report; refusing to replace it"
-        )
+        raise ValueError(f"{out}: --out is a non-empty directory that holds no report; refusing to replace it")
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,8 @@ def gallery(
     font = ImageFont.load_default(size=11)
     line = 13
     side = 28 * zoom
-    cell_w, cell_h = side + 16, side + 2 * line + 10
+    lines = max((c.count("\n") + 1 for c in captions), default=1)
+    cell_w, cell_h = side + 36, side + lines * line + 10
     nrows = max(-(-len(images) // ncols), 1)
     canvas = Image.new("RGB", (ncols * cell_w, nrows * cell_h), "white")
     draw = ImageDraw.Draw(canvas)
@@ -48,11 +49,11 @@ def gallery(
         if image is None:
             continue
         x, y = (i % ncols) * cell_w, (i // ncols) * cell_h
-        for j, text in enumerate(caption.split("\n")[:2]):
+        for j, text in enumerate(caption.split("\n")):
             width = draw.textlength(text, font=font)
             draw.text((x + (cell_w - width) / 2, y + 2 + j * line), text, fill="black", font=font)
         crop = Image.fromarray(np.asarray(image, dtype=np.uint8)).resize((side, side), Image.NEAREST)
-        canvas.paste(crop, (x + 8, y + 2 * line + 6))
+        canvas.paste(crop, (x + 18, y + lines * line + 6))
     canvas.save(path, optimize=True)
     return path
 

@@ -21,6 +21,7 @@ h3 { margin-bottom: .3rem; }
 table { border-collapse: collapse; margin: .6rem 0; font-size: .9rem; }
 th, td { border: 1px solid #ddd; padding: .2rem .5rem; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
+table.kv td { text-align: left; word-break: break-all; }
 th { background: #f3f3f3; }
 figure { margin: .8rem 0; break-inside: avoid; } figure img { max-width: 100%; }
 figcaption { font-size: .85rem; color: #555; }
@@ -53,7 +54,7 @@ def format_value(value, fmt: str) -> str:
     if fmt.startswith("f"):
         return f"{float(value):.{int(fmt[1:])}f}"
     if fmt == "p":
-        return f"{float(value):.3g}"
+        return "< 1e-300" if value == 0 else f"{float(value):.3g}"  # 0.0 means it underflowed
     if fmt == "sha":
         return str(value)[:16]
     raise ValueError(f"unknown number format {fmt!r}")
@@ -100,10 +101,10 @@ class Page:
             f"<figcaption>{caption}</figcaption></figure>"
         )
 
-    def table(self, header: list[str], rows: list[list[str]]) -> None:
+    def table(self, header: list[str], rows: list[list[str]], cls: str = "") -> None:
         head = "".join(f"<th>{h}</th>" for h in header)
         body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-        self.add(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        self.add(f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
 
 
 def render(report: dict, fig_dir: Path) -> str:
@@ -367,7 +368,7 @@ def _robustness(p: Page) -> None:
     rows = []
     for i, row in enumerate(p.r[rb]["rows"]):
         k = f"{rb}.rows.{i}"
-        cells = [p.num(k + ".corruption", "str")]
+        cells = [p.num(k + ".label", "str")]
         cells += [p.num(f"{k}.accuracy.{j}", "pct1") for j in range(len(row["accuracy"]))]
         if "ce" in row:
             cells += [p.num(k + ".ce", "pct1"), p.num(k + ".relative_ce", "pct1")]
@@ -467,6 +468,11 @@ def _ablation(p: Page) -> None:
     )
 
 
+def _confidence_word(p: Page) -> str:
+    t = p.r["calibration"]["temperature"]
+    return "over-confident" if t > 1.05 else "under-confident" if t < 0.95 else "about right in its confidence"
+
+
 def _deployment(p: Page) -> None:
     p.add(
         "<h2>Deployment notes</h2>",
@@ -474,9 +480,9 @@ def _deployment(p: Page) -> None:
         "inside; the service opens it through the same runtime module this report used.</li>"
         f"<li>Set the service's abstention threshold near {p.num('selective.threshold', 'f4')} "
         "to set doubtful items aside instead of shelving them wrongly.</li>"
-        f"<li>Confidences are over- or under-confident by the temperature factor "
-        f"T = {p.num('calibration.temperature', 'f3')}; divide logits by T before showing "
-        "probabilities to people.</li>"
+        f"<li>The model is {_confidence_word(p)}: temperature "
+        f"T = {p.num('calibration.temperature', 'f3')} fits best; divide logits by T before "
+        "showing probabilities to people.</li>"
         f"<li>Photos go through the service's preprocessing; on photo-like uploads accuracy is "
         f"{p.num('gates.photo_accuracy', 'pct1')}. The corruptions above show which camera "
         "conditions to avoid.</li>"
@@ -502,11 +508,12 @@ def _provenance(p: Page) -> None:
         rows.append(["comparison model SHA-256", p.num(pv + ".compare_sha256", "str")])
     if p.has(pv + ".baseline_sha256"):
         rows.append(["baseline model SHA-256", p.num(pv + ".baseline_sha256", "str")])
-    p.table(["", ""], rows)
+    p.table(["item", "value"], rows, cls="kv")
     p.add("<h3>Model metadata</h3>")
     p.table(
         ["key", "value"],
-        [
+        cls="kv",
+        rows=[
             [p.num(f"{pv}.metadata.{i}.0", "str"), p.num(f"{pv}.metadata.{i}.1", "str")]
             for i in range(len(p.r[pv]["metadata"]))
         ],

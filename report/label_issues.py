@@ -18,9 +18,7 @@ def find_label_issues(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarr
     labels = np.asarray(labels, dtype=np.int64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.ndim != 2 or len(probabilities) != len(labels):
-        raise ValueError(
-            f"probabilities must have shape [{len(labels)}, C], got {list(probabilities.shape)}"
-        )
+        raise ValueError(f"probabilities must have shape [{len(labels)}, C], got {list(probabilities.shape)}")
     probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
     return np.asarray(
         cl_find(labels, probabilities, return_indices_ranked_by="self_confidence", n_jobs=1),
@@ -28,9 +26,7 @@ def find_label_issues(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarr
     )
 
 
-def plant_flips(
-    labels: np.ndarray, fraction: float, num_classes: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def plant_flips(labels: np.ndarray, fraction: float, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Flip a seeded `fraction` of labels to a different, uniformly drawn class; return the
     noisy labels and the flipped indices (sorted)."""
     rng = np.random.default_rng(seed)
@@ -41,9 +37,7 @@ def plant_flips(
     return noisy, flipped
 
 
-def planted_flip_recovery(
-    labels: np.ndarray, probabilities: np.ndarray, fraction: float, seed: int
-) -> dict:
+def planted_flip_recovery(labels: np.ndarray, probabilities: np.ndarray, fraction: float, seed: int) -> dict:
     """Plant label flips, run confident learning on the noisy labels, and count how many of
     the planted flips it flags (recall) and how many of its flags are planted (precision)."""
     noisy, flipped = plant_flips(labels, fraction, probabilities.shape[1], seed)

@@ -178,15 +178,11 @@ def calibration_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 
     }
 
 
-def expected_calibration_error(
-    probabilities: np.ndarray, labels: np.ndarray, bins: int = 15
-) -> float:
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     return calibration_bins(probabilities, labels, bins)["ece"]
 
 
-def negative_log_likelihood(
-    logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0
-) -> float:
+def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
     z = np.asarray(logits, dtype=np.float64) / temperature
     z = z - z.max(axis=1, keepdims=True)
     log_norm = np.log(np.exp(z).sum(axis=1))
@@ -224,9 +220,7 @@ def risk_coverage(confidence: np.ndarray, correct: np.ndarray) -> dict:
     return {"coverage": coverage, "accuracy": acc, "threshold": thresholds, "aurc": aurc}
 
 
-def threshold_for_accuracy(
-    confidence: np.ndarray, correct: np.ndarray, target: float
-) -> float | None:
+def threshold_for_accuracy(confidence: np.ndarray, correct: np.ndarray, target: float) -> float | None:
     """The lowest confidence threshold whose kept answers (confidence >= it) reach `target`
     accuracy, i.e. the largest coverage that does; None if no threshold reaches it."""
     curve = risk_coverage(confidence, correct)

@@ -54,6 +54,7 @@ def robustness_section(model, baseline, images, labels, pred, s, fig_dir: Path) 
         err = 1 - np.array(acc[name][1:])
         row = {
             "corruption": name,
+            "label": name.replace("_", " "),
             "accuracy": acc[name],
             "mean_accuracy": float(np.mean(acc[name][1:])),
         }
@@ -61,9 +62,10 @@ def robustness_section(model, baseline, images, labels, pred, s, fig_dir: Path) 
             base_err = 1 - np.array(base_acc[name][1:])
             row["baseline_accuracy"] = base_acc[name]
             row["ce"] = float(err.sum() / max(base_err.sum(), 1e-12))
-            row["relative_ce"] = float(
-                (err - (1 - clean["model"])).sum() / max((base_err - (1 - clean["baseline"])).sum(), 1e-12)
-            )
+            # Relative CE divides by how much the baseline degrades; undefined when it barely does.
+            base_drop = (base_err - (1 - clean["baseline"])).sum()
+            drop = (err - (1 - clean["model"])).sum()
+            row["relative_ce"] = float(drop / base_drop) if base_drop > 0.01 else None
         rows.append(row)
     figures.robustness(levels, acc, base_acc, fig_dir / "robustness.png")
     have_base = base_acc is not None
@@ -75,7 +77,11 @@ def robustness_section(model, baseline, images, labels, pred, s, fig_dir: Path) 
         "baseline_model": str(s.baseline_model) if have_base else None,
         "mean_corrupted_accuracy": float(np.mean([row["mean_accuracy"] for row in rows])),
         "mce": float(np.mean([row["ce"] for row in rows])) if have_base else None,
-        "relative_mce": float(np.mean([row["relative_ce"] for row in rows])) if have_base else None,
+        "relative_mce": (
+            float(np.mean([row["relative_ce"] for row in rows]))
+            if have_base and all(row["relative_ce"] is not None for row in rows)
+            else None
+        ),
         "rows": rows,
         "figure": "robustness.png",
     }

@@ -237,7 +237,7 @@ def written(value, fmt: str) -> str:
         "int": lambda v: f"{int(v):,}",
         "str": str,
         "sha": lambda v: str(v)[:16],
-        "p": lambda v: f"{v:.3g}",
+        "p": lambda v: "< 1e-300" if v == 0 else f"{v:.3g}",
     }
     if fmt in table:
         return table[fmt](value)
