@@ -80,8 +80,15 @@ class UploadGate:
         self.max_pixels = max_pixels
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["path"] != self.path:
             return await self.app(scope, receive, send)
+        if scope["method"] != "POST":
+            response = JSONResponse(
+                {"error": f"{scope['method']} {self.path}: use POST with files in field '{FIELD}'"},
+                status_code=405,
+                headers={"Allow": "POST"},
+            )
+            return await response(scope, receive, send)
         received = 0
         more_body = True
 
@@ -111,9 +118,10 @@ class UploadGate:
 
         scope = dict(scope)
         scope[SCOPE_KEY] = upload
-        scope["headers"] = [
-            (k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")
-        ] + [(b"content-type", b"application/json"), (b"content-length", b"2")]
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")] + [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"2"),
+        ]
         sent = False
 
         async def replay() -> Message:
@@ -143,9 +151,7 @@ class UploadGate:
             raise UploadError(413, self._too_large(None)) from None
         except MultiPartException as exc:
             if exc.message.startswith("Too many files"):
-                raise UploadError(
-                    413, f"too many files: at most {self.max_files} per request"
-                ) from None
+                raise UploadError(413, f"too many files: at most {self.max_files} per request") from None
             raise UploadError(400, f"malformed multipart body: {exc.message}") from None
         try:
             values = form.getlist(FIELD)

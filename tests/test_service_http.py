@@ -86,16 +86,12 @@ def _good(url: str) -> None:
 
 def _metric(url: str, name: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    values = [
-        float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M)
-    ]
+    values = [float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M)]
     return sum(values)
 
 
 def test_one_image_gets_the_contract_answer(server):
-    response = _classify(
-        server, [("images", ("sneaker.png", (SAMPLES / "sneaker.png").read_bytes()))]
-    )
+    response = _classify(server, [("images", ("sneaker.png", (SAMPLES / "sneaker.png").read_bytes()))])
     assert response.status_code == 200
     [answer] = response.json()
     assert set(answer) == {"label", "class_id", "confidence", "top_k"}
@@ -118,6 +114,37 @@ def test_many_images_are_answered_in_request_order(server, tiny_model_path):
     for answer, want in zip(got, expected, strict=True):
         assert answer["class_id"] == want["class_id"]
         assert answer["confidence"] == pytest.approx(want["confidence"], abs=2e-4)
+
+
+def _encoded(fmt: str, mode: str, **options) -> bytes:
+    crop = np.asarray(Image.open(SAMPLES / "sneaker.png").convert("L"))
+    image = Image.fromarray(crop).convert(mode)
+    if mode == "I;16":
+        image = Image.fromarray(crop.astype(np.uint16) * 257)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+ACCEPTED = {
+    "jpeg-rgb": ("JPEG", "RGB", {}),
+    "jpeg-cmyk": ("JPEG", "CMYK", {}),
+    "png-rgba": ("PNG", "RGBA", {}),
+    "png-16bit": ("PNG", "I;16", {}),
+    "png-palette": ("PNG", "P", {}),
+    "webp": ("WEBP", "RGB", {}),
+    "bmp": ("BMP", "RGB", {}),
+    "gif": ("GIF", "P", {}),
+    "tiff": ("TIFF", "L", {}),
+}
+
+
+@pytest.mark.parametrize("kind", list(ACCEPTED))
+def test_every_accepted_format_and_mode_is_classified(server, kind):
+    fmt, mode, options = ACCEPTED[kind]
+    response = _classify(server, [("images", (f"sneaker.{kind}", _encoded(fmt, mode, **options)))])
+    assert response.status_code == 200, response.text
+    assert response.json()[0]["label"]
 
 
 def _truncated_png() -> bytes:
@@ -210,6 +237,12 @@ def test_a_missing_or_misnamed_field_is_a_400_saying_what_to_send(server, files)
     assert response.status_code == 400
     assert "no files in field 'images'" in response.json()["error"]
     _good(server)
+
+
+def test_a_get_is_a_405_in_json(server):
+    response = httpx.get(f"{server}/classify", timeout=30)
+    assert response.status_code == 405
+    assert "use POST" in response.json()["error"]
 
 
 def test_a_non_multipart_body_is_a_415(server):
