@@ -1,0 +1,173 @@
+"""The Kubernetes manifests in deploy/k8s: schema-valid, and wired to what the service really reads."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import yaml
+from bentoml._internal.container.generate import BENTO_PATH
+
+from service.runtime import default_model_path
+from service.settings import Settings, _var
+
+ROOT = Path(__file__).resolve().parents[1]
+K8S = ROOT / "deploy" / "k8s"
+BENTOFILE = ROOT / "deploy" / "bentofile.yaml"
+SETTINGS_VARS = {_var(f.name) for f in fields(Settings)}
+BENTOML_PORT = 3000  # what `bentoml serve` listens on in the image (EXPOSE 3000)
+PROBE_PATHS = {"/livez", "/readyz"}  # BentoML's own health endpoints (CONTRACTS.md §3)
+KUBERNETES_VERSIONS = ["1.29", "1.37"]  # the oldest we document, and the newest schema bundled
+
+
+def _documents() -> list[tuple[str, dict]]:
+    return [
+        (path.name, doc) for path in sorted(K8S.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc
+    ]
+
+
+def _of_kind(kind: str) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for _, doc in _documents() if doc["kind"] == kind}
+
+
+DEPLOYMENTS = _of_kind("Deployment")
+
+
+def _container(deployment: dict) -> dict:
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _env(deployment: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in _container(deployment).get("env", [])}
+
+
+def _cpu_cores(quantity: str | int) -> float:
+    text = str(quantity)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def test_the_manifests_hold_both_variants_a_service_and_an_autoscaler_each():
+    kinds = sorted((name, doc["kind"], doc["metadata"]["name"]) for name, doc in _documents())
+    assert kinds == [
+        ("cpu.yaml", "Deployment", "wardrobe-cpu"),
+        ("cpu.yaml", "HorizontalPodAutoscaler", "wardrobe-cpu"),
+        ("gpu.yaml", "Deployment", "wardrobe-gpu"),
+        ("gpu.yaml", "HorizontalPodAutoscaler", "wardrobe-gpu"),
+        ("service.yaml", "Service", "wardrobe"),
+    ]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("doc", [doc for _, doc in _documents()], ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+def test_every_manifest_passes_the_kubernetes_schema(doc, version):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate.validate(doc, version, strict=True)  # raises, naming the bad field
+
+
+def test_the_schema_check_catches_a_misspelt_field():
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    deployment = copy.deepcopy(DEPLOYMENTS["wardrobe-cpu"])
+    container = _container(deployment)
+    container["readinesProbe"] = container.pop("readinessProbe")
+    with pytest.raises(kubernetes_validate.ValidationError, match="readinesProbe"):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_env_uses_only_variables_the_service_reads_and_they_parse(name):
+    env = _env(DEPLOYMENTS[name])
+    assert set(env) <= SETTINGS_VARS, f"not read by service/settings.py: {set(env) - SETTINGS_VARS}"
+    # The model path exists only in the image; everything else must pass the service's own check.
+    settings = Settings.from_env({k: v for k, v in env.items() if k != "WARDROBE_MODEL"})
+    assert settings.max_batch_size > 0 and settings.workers > 0 and settings.threads > 0
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_the_model_path_is_the_shipped_model_inside_the_bento(name, monkeypatch):
+    monkeypatch.delenv("WARDROBE_MODEL", raising=False)
+    relative = default_model_path().relative_to(ROOT)  # models/cnn.onnx, the shipped model
+    bentofile = yaml.safe_load(BENTOFILE.read_text())
+    assert any(Path(str(relative)).match(p) for p in bentofile["include"]), bentofile["include"]
+    assert _env(DEPLOYMENTS[name])["WARDROBE_MODEL"] == f"{BENTO_PATH}/src/{relative}"
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_probes_ask_the_health_endpoints_on_the_served_port(name):
+    container = _container(DEPLOYMENTS[name])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": BENTOML_PORT}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"] in PROBE_PATHS
+        assert ports.get(get["port"], get["port"]) == BENTOML_PORT
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_resources_fit_the_workers_the_service_starts(name):
+    container = _container(DEPLOYMENTS[name])
+    resources = container["resources"]
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(resources[kind]), f"{kind} must set cpu and memory"
+    env = _env(DEPLOYMENTS[name])
+    # os.cpu_count() in a pod is the node's, so workers and threads must be set, and fit the limit.
+    assert "WARDROBE_WORKERS" in env and "WARDROBE_THREADS" in env
+    cores = int(env["WARDROBE_WORKERS"]) * int(env["WARDROBE_THREADS"])
+    assert cores <= _cpu_cores(resources["limits"]["cpu"])
+
+
+def test_only_the_gpu_variant_asks_for_a_gpu_and_it_batches_bigger():
+    gpu, cpu = DEPLOYMENTS["wardrobe-gpu"], DEPLOYMENTS["wardrobe-cpu"]
+    gpu_resources = _container(gpu)["resources"]
+    assert int(gpu_resources["limits"]["nvidia.com/gpu"]) == 1
+    assert int(gpu_resources["requests"].get("nvidia.com/gpu", 1)) == 1
+    assert "nvidia.com/gpu" not in yaml.safe_dump(cpu)
+    assert _env(gpu)["WARDROBE_DEVICE"] == "cuda" and _env(cpu)["WARDROBE_DEVICE"] == "cpu"
+    assert int(_env(gpu)["WARDROBE_MAX_BATCH_SIZE"]) > int(_env(cpu)["WARDROBE_MAX_BATCH_SIZE"])
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_pods_drain_before_they_are_killed(name):
+    pod = DEPLOYMENTS[name]["spec"]["template"]["spec"]
+    env = _env(DEPLOYMENTS[name])
+    pre_stop = _container(DEPLOYMENTS[name])["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    longest_request = float(env.get("WARDROBE_TIMEOUT_S", Settings.timeout_s))
+    assert pod["terminationGracePeriodSeconds"] > float(pre_stop[1]) + longest_request
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_service_links_cannot_leak_into_the_settings(name):
+    # A Service called "wardrobe" injects WARDROBE_SERVICE_HOST, WARDROBE_PORT, ... by default.
+    assert DEPLOYMENTS[name]["spec"]["template"]["spec"]["enableServiceLinks"] is False
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_the_service_and_the_autoscaler_reach_the_deployment(name):
+    deployment = DEPLOYMENTS[name]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    [service] = _of_kind("Service").values()
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    port_names = {p["name"] for p in _container(deployment)["ports"]}
+    assert all(p["targetPort"] in port_names for p in service["spec"]["ports"])
+
+    hpa = _of_kind("HorizontalPodAutoscaler")[name]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": name}  # fmt: skip
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    # Utilisation is measured against the request: without one the autoscaler does nothing.
+    for metric in hpa["spec"]["metrics"]:
+        resource = metric["resource"]["name"]
+        assert resource in _container(deployment)["resources"]["requests"]
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_the_image_is_the_bento_built_from_the_bentofile(name):
+    bento_name = yaml.safe_load(BENTOFILE.read_text())["name"]
+    image = _container(DEPLOYMENTS[name])["image"]
+    assert image.rsplit("/", 1)[-1].split(":")[0] == bento_name
