@@ -112,7 +112,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, devic
         loss_sum += loss.item() * n
         correct += (logits.argmax(1) == y).sum().item()
         seen += n
-        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
     loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], device, dist_info)
     return loss_sum / seen, correct / seen
 
