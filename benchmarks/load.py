@@ -2,10 +2,11 @@
 
     python -m benchmarks.load [--model models/cnn.onnx] [--duration 30] [--out FILE]
 
-Starts `bentoml serve` (service/service.py, settings from WARDROBE_* variables)
-and benchmarks/reference_server.py (one Starlette + onnxruntime process, one
-inference per request, no batching) on free ports, then, level by level and
-alternating between the two, runs wrk with one 28x28 PNG per request at 1, 16
+Starts `bentoml serve` (service/service.py, settings from WARDROBE_* variables),
+benchmarks/reference_server.py (one Starlette + onnxruntime process, one
+inference per request, no batching) and benchmarks/noop_service.py (our BentoML
+set-up doing nothing: the ceiling) on free ports, then, level by level and
+taking turns, runs wrk with one 28x28 PNG per request at 1, 16
 and 64 connections, then 64-image requests. The mean batch size the service
 formed at each level comes from its /metrics. Results go to benchmarks/results/.
 wrk shares the machine's cores with the servers: these are whole-box figures.
@@ -86,13 +87,16 @@ def batch_counters(url: str) -> tuple[float, float]:
     return total("wardrobe_batch_size_count"), total("wardrobe_batch_size_sum")
 
 
-def start_servers(model: Path, log_dir: Path) -> dict[str, tuple[subprocess.Popen, str]]:
+def start_servers(model: Path, log_dir: Path, ceiling: bool) -> dict[str, tuple[subprocess.Popen, str]]:
     env = {**os.environ, "WARDROBE_MODEL": str(model)}
     servers = {}
     commands = {
         "service": [sys.executable, "-m", "bentoml", "serve", SERVICE],
         "reference": [sys.executable, "-m", "benchmarks.reference_server", "--model", str(model)],
     }
+    if ceiling:
+        commands["bentoml-noop"] = [sys.executable, "-m", "bentoml", "serve",
+                                    "benchmarks.noop_service:Noop"]  # fmt: skip
     for name, command in commands.items():
         port = free_port()
         log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the server
@@ -104,11 +108,11 @@ def start_servers(model: Path, log_dir: Path) -> dict[str, tuple[subprocess.Pope
     return servers
 
 
-def run(model: Path, duration: int, levels: list[int], batch_connections: int) -> dict:
+def run(model: Path, duration: int, levels: list[int], batch_connections: int, ceiling: bool) -> dict:
     log_dir = Path(tempfile.mkdtemp(prefix="wardrobe-load-"))
     script = log_dir / "post.lua"
     script.write_text(LUA)
-    servers = start_servers(model, log_dir)
+    servers = start_servers(model, log_dir, ceiling)
     service_url = servers["service"][1]
     results: dict = {"single_image": {}, "multi_image": {}}
     try:
@@ -171,6 +175,8 @@ def main() -> None:
     parser.add_argument("--levels", default="1,16,64", help="connections, comma-separated")
     parser.add_argument("--batch-connections", type=int, default=8,
                         help="connections for the 64-image requests (default 8)")  # fmt: skip
+    parser.add_argument("--no-ceiling", dest="ceiling", action="store_false",
+                        help="skip benchmarks/noop_service.py (BentoML doing nothing)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load.json")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -179,7 +185,7 @@ def main() -> None:
         sys.exit(f"benchmarks.load: {args.model}: model file not found")
     levels = [int(c) for c in args.levels.split(",")]
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    results = run(args.model, args.duration, levels, args.batch_connections)
+    results = run(args.model, args.duration, levels, args.batch_connections, args.ceiling)
     results |= {
         "started": started,
         "model": str(args.model),
