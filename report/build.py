@@ -97,8 +97,14 @@ def build_report(
     steps = tqdm(total=len(stages) - 1, desc="report", disable=not s.progress)
     steps.set_postfix_str(stages[0])
 
+    seconds: dict[str, float] = {}
+    mark = [started]
+
     def step(finished: str) -> None:
-        """Tick off a stage and name the next one."""
+        """Tick off a stage (recording its time) and name the next one."""
+        now = time.perf_counter()
+        seconds[finished] = round(now - mark[0], 2)
+        mark[0] = now
         steps.update(1)
         steps.set_postfix_str(stages[stages.index(finished) + 1])
 
@@ -194,7 +200,7 @@ def build_report(
         "coverage_at_target": r["selective"]["test_coverage"],
         "label_issues": r["label_issues"]["count"],
     }
-    r["timing"] = {"seconds": round(time.perf_counter() - started, 2)}
+    r["timing"] = {"seconds": round(time.perf_counter() - started, 2), "stages": seconds}
     steps.close()
     return r
 

@@ -32,23 +32,15 @@ def robustness_section(model, baseline, images, labels, pred, s, fig_dir: Path) 
     clean = {"model": float((pred[idx] == sub_labels).mean())}  # already predicted
     if baseline is not None:
         clean["baseline"] = float((baseline.logits(as_input(sub)).argmax(1) == sub_labels).mean())
-    passes = tqdm(
-        total=len(names) * len(corruptions.SEVERITIES),
-        desc="corruptions",
-        leave=False,
-        disable=not s.progress,
-    )
-    for name in names:
-        acc[name].append(clean["model"])
+    n = len(sub)
+    for name in tqdm(names, desc="corruptions", leave=False, disable=not s.progress):
+        # all five severities in one call: fewer, larger batches run faster in onnxruntime
+        x = as_input(np.concatenate([corruptions.corrupt(sub, name, v, s.seed) for v in corruptions.SEVERITIES]))
+        right = (model.logits(x).argmax(1) == np.tile(sub_labels, len(corruptions.SEVERITIES))).reshape(-1, n)
+        acc[name] = [clean["model"], *right.mean(1).tolist()]
         if base_acc is not None:
-            base_acc[name].append(clean["baseline"])
-        for severity in corruptions.SEVERITIES:
-            x = as_input(corruptions.corrupt(sub, name, severity, s.seed))
-            acc[name].append(float((model.logits(x).argmax(1) == sub_labels).mean()))
-            if base_acc is not None:
-                base_acc[name].append(float((baseline.logits(x).argmax(1) == sub_labels).mean()))
-            passes.update(1)
-    passes.close()
+            base_right = baseline.logits(x).argmax(1) == np.tile(sub_labels, len(corruptions.SEVERITIES))
+            base_acc[name] = [clean["baseline"], *base_right.reshape(-1, n).mean(1).tolist()]
     rows = []
     for name in names:
         err = 1 - np.array(acc[name][1:])
