@@ -3,7 +3,7 @@
 BentoML 1.4 has no request-size limit, downloads any URL a client puts in a
 file field, and answers a binary part in an undeclared field with a 500. So the
 multipart body of /classify never reaches BentoML's decoder: this middleware
-reads it under our limits (per request while streaming, per file, file count),
+reads it under our limits (per request and per file while streaming, file count),
 decodes and checks every image (pixel limit, format, truncation), and either
 answers the client's mistake itself with a 4xx `{"error": ...}` naming the file,
 or hands the endpoint the ready float32 [N, 1, 28, 28] batch in the ASGI scope,
@@ -57,6 +57,27 @@ class Upload:
 
 class BodyTooLarge(Exception):
     pass
+
+
+class _LimitedParser(MultiPartParser):
+    """Starlette's multipart parser, stopping at the first file that grows past the limit."""
+
+    def __init__(self, *args, max_file_bytes: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_file_bytes = max_file_bytes
+        self._part_bytes = 0
+
+    def on_part_begin(self) -> None:
+        super().on_part_begin()
+        self._part_bytes = 0
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        upload = self._current_part.file
+        self._part_bytes += end - start
+        if upload is not None and self._part_bytes > self.max_file_bytes:
+            name = f"'{upload.filename}'" if upload.filename else "a file"
+            raise UploadError(413, f"file {name} is over the limit of {self.max_file_bytes:,} bytes per file")
+        super().on_part_data(data, start, end)
 
 
 class UploadGate:
@@ -144,7 +165,8 @@ class UploadGate:
         declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_request_bytes:
             raise UploadError(413, self._too_large(int(declared)))
-        parser = MultiPartParser(headers, body, max_files=self.max_files, max_fields=self.max_files)
+        parser = _LimitedParser(headers, body, max_files=self.max_files,
+                                max_fields=self.max_files, max_file_bytes=self.max_file_bytes)  # fmt: skip
         try:
             form = await parser.parse()
         except BodyTooLarge:
@@ -168,13 +190,7 @@ class UploadGate:
                         f"{FIELD}[{i}] is a text value ({_preview(value)}), not a file upload; "
                         "send the image bytes (URLs are not fetched)",
                     )
-                name = f"'{value.filename}'" if value.filename else f"{FIELD}[{i}]"
-                if (value.size or 0) > self.max_file_bytes:
-                    raise UploadError(
-                        413, f"file {name} is {value.size:,} bytes, over the limit of "
-                        f"{self.max_file_bytes:,} bytes per file",
-                    )  # fmt: skip
-                names.append(name)
+                names.append(f"'{value.filename}'" if value.filename else f"{FIELD}[{i}]")
                 blobs.append(await value.read())
         finally:
             await form.close()
