@@ -13,7 +13,10 @@ def find_label_issues(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarr
     filter is cleanlab's default, prune by noise rate; the ranking is self-confidence (the
     model's probability of the given label, lowest first).
     """
-    from cleanlab.filter import find_label_issues as cl_find  # heavy import (pandas)
+    try:
+        from cleanlab.filter import find_label_issues as cl_find  # heavy import (pandas): only here
+    except ImportError:
+        raise RuntimeError("the report needs cleanlab (pip install cleanlab, or make install)") from None
 
     labels = np.asarray(labels, dtype=np.int64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
