@@ -71,16 +71,13 @@ def centroid_model(path: Path, images: np.ndarray, labels: np.ndarray, scale: fl
 
 
 @pytest.fixture(scope="module")
-def dataset():
-    return fashion_mnist.load()
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, dataset) -> dict[str, Path]:
+def models(tmp_path_factory, fmnist, tiny_model_path) -> dict[str, Path]:
+    """The report's model is a small CNN from our real exporter (real metadata); the
+    comparison and baseline model is a nearest-centroid classifier built here."""
     root = tmp_path_factory.mktemp("models")
-    ds = dataset
+    ds = fmnist
     return {
-        "main": centroid_model(root / "main.onnx", ds.train_images[:6000], ds.train_labels[:6000], 0.5),
+        "main": tiny_model_path,
         "other": centroid_model(root / "other.onnx", ds.train_images[6000:7000], ds.train_labels[6000:7000], 0.8),
     }
 
@@ -178,12 +175,12 @@ def test_report_writes_html_json_and_every_figure_it_names(built):
     assert not list(out.parent.glob(".main.*")), "temporary directories left behind"
 
 
-def test_report_numbers_match_sklearn_on_the_same_predictions(built, models, dataset):
+def test_report_numbers_match_sklearn_on_the_same_predictions(built, models, fmnist):
     report = built["json"]
-    idx = seeded_subset(len(dataset.test_labels), SMALL["limit"], 0)
-    labels = dataset.test_labels[idx]
+    idx = seeded_subset(len(fmnist.test_labels), SMALL["limit"], 0)
+    labels = fmnist.test_labels[idx]
     model = load_model(models["main"])
-    pred = model.logits(dataset.test_images[idx, None].astype(np.float32) / 255).argmax(1)
+    pred = model.logits(fmnist.test_images[idx, None].astype(np.float32) / 255).argmax(1)
     ref = classification_report(labels, pred, output_dict=True, zero_division=0)
     ev = report["evaluation"]
     assert ev["n"] == SMALL["limit"]
