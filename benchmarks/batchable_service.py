@@ -57,4 +57,5 @@ Front.add_asgi_middleware(
     max_file_bytes=SETTINGS.max_file_bytes,
     max_request_bytes=SETTINGS.max_request_bytes,
     max_pixels=SETTINGS.max_pixels,
+    max_in_flight=SETTINGS.queue_bound,
 )

@@ -33,9 +33,7 @@ def build_app(model: str | None, threads: int) -> Starlette:
     async def ready(_: Request) -> JSONResponse:
         return JSONResponse({"ready": True})
 
-    return Starlette(
-        routes=[Route("/classify", classify, methods=["POST"]), Route("/readyz", ready)]
-    )
+    return Starlette(routes=[Route("/classify", classify, methods=["POST"]), Route("/readyz", ready)])
 
 
 def main() -> None:

@@ -13,6 +13,8 @@ large batches without a timer. `max_latency_s` optionally holds an idle model
 back so a batch can fill (useful on a GPU, where a call costs the same for 1 or
 256 images). Inference runs on one dedicated thread, so the event loop keeps
 reading and decoding the next requests meanwhile (onnxruntime releases the GIL).
+The queue needs no bound of its own: the upload gate bounds the requests in
+progress, and each request's images.
 """
 
 from __future__ import annotations
@@ -25,23 +27,17 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 
-class QueueFull(Exception):
-    """More images are waiting than the queue bound allows; the caller should answer 503."""
-
-
 class Batcher:
     def __init__(
         self,
         infer: Callable[[np.ndarray], np.ndarray],
         max_batch_size: int,
         max_latency_s: float,
-        queue_bound: int,
         on_batch: Callable[[int], None] = lambda n: None,
     ):
         self.infer = infer
         self.max_batch_size = max_batch_size
         self.max_latency_s = max_latency_s
-        self.queue_bound = queue_bound
         self.on_batch = on_batch
         self._pending: collections.deque[tuple[np.ndarray, asyncio.Future]] = collections.deque()
         self._queued = 0  # images in _pending
@@ -53,12 +49,9 @@ class Batcher:
         """Run `infer` on `images` as part of a shared batch; return its rows for these images."""
         if len(images) > self.max_batch_size:  # larger than one batch: split, keep order
             parts = [
-                self.submit(images[i : i + self.max_batch_size])
-                for i in range(0, len(images), self.max_batch_size)
+                self.submit(images[i : i + self.max_batch_size]) for i in range(0, len(images), self.max_batch_size)
             ]
             return np.concatenate(await asyncio.gather(*parts))
-        if self._queued and self._queued + len(images) > self.queue_bound:
-            raise QueueFull(f"{self._queued} images already waiting (bound {self.queue_bound})")
         loop = asyncio.get_running_loop()
         if self._worker is None or self._worker.done():
             self._wakeup = asyncio.Event()

@@ -15,7 +15,7 @@ import bentoml
 import numpy as np
 from starlette.responses import JSONResponse
 
-from service.batching import Batcher, QueueFull
+from service.batching import Batcher
 from service.runtime import cuda_available, load_model, top_k_predictions
 from service.settings import Settings
 from service.uploads import FIELD, SCOPE_KEY, Upload, UploadGate
@@ -62,7 +62,6 @@ class Wardrobe:
             self.classifier.probabilities,
             max_batch_size=s.max_batch_size,
             max_latency_s=s.max_latency_ms / 1000,
-            queue_bound=s.queue_bound,
             on_batch=self.batch_sizes.observe,
         )
         # Warm up every batch size the batcher may form, so no request pays a first-call cost.
@@ -70,7 +69,7 @@ class Wardrobe:
             self.classifier.probabilities(np.zeros((n, 1, 28, 28), dtype=np.float32))
         self.ready = True
         log.info(
-            "wardrobe ready: %s on %s, max batch %d, max latency %g ms, queue bound %d",
+            "wardrobe ready: %s on %s, max batch %d, max latency %g ms, at most %d requests in progress",
             self.classifier.info.path, ",".join(self.classifier.info.providers),
             s.max_batch_size, s.max_latency_ms, s.queue_bound,
         )  # fmt: skip
@@ -84,11 +83,7 @@ class Wardrobe:
         upload: Upload | None = ctx.request.scope.get(SCOPE_KEY)
         if upload is None:  # only reachable if the gate was bypassed
             return _error(ctx, 400, f"no upload: send files in field '{FIELD}'")
-        try:
-            probabilities = await self.batcher.submit(upload.images)
-        except QueueFull as exc:
-            ctx.response.metadata["Retry-After"] = "1"
-            return _error(ctx, 503, f"server overloaded ({exc}); retry shortly")
+        probabilities = await self.batcher.submit(upload.images)
         answers = top_k_predictions(probabilities, self.classes, self.settings.top_k)
         for answer in answers:
             self.predictions[answer["label"]].inc()
@@ -112,4 +107,5 @@ Wardrobe.add_asgi_middleware(
     max_file_bytes=SETTINGS.max_file_bytes,
     max_request_bytes=SETTINGS.max_request_bytes,
     max_pixels=SETTINGS.max_pixels,
+    max_in_flight=SETTINGS.queue_bound,
 )

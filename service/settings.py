@@ -30,8 +30,8 @@ class Settings:
     """WARDROBE_MAX_BATCH_SIZE: most images in one onnxruntime call (0: 64 on CPU, 256 on GPU)."""
     max_latency_ms: float = -1.0
     """WARDROBE_MAX_LATENCY_MS: longest a request waits for a batch to fill (-1: 0 CPU, 2 GPU)."""
-    queue_bound: int = 1024
-    """WARDROBE_QUEUE_BOUND: images waiting per worker beyond which requests get 503."""
+    queue_bound: int = 256
+    """WARDROBE_QUEUE_BOUND: requests in progress per worker beyond which new ones get 503."""
     max_files: int = 64
     """WARDROBE_MAX_FILES: most files in one request (413 above)."""
     max_file_bytes: int = 10 * MiB
@@ -54,18 +54,13 @@ class Settings:
             raise ValueError(f"WARDROBE_DEVICE must be auto, cpu or cuda, got {self.device!r}")
         for name in ("workers", "threads", "max_batch_size"):
             if getattr(self, name) < 0:
-                raise ValueError(
-                    f"{_var(name)} must be 0 (automatic) or more, got {getattr(self, name)!r}"
-                )
+                raise ValueError(f"{_var(name)} must be 0 (automatic) or more, got {getattr(self, name)!r}")
         for name in ("queue_bound", "max_files", "max_file_bytes", "max_request_bytes",
                      "max_pixels", "top_k"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{_var(name)} must be at least 1, got {getattr(self, name)!r}")
         if self.max_latency_ms < 0 and self.max_latency_ms != -1:
-            raise ValueError(
-                "WARDROBE_MAX_LATENCY_MS must be 0 or more (-1: automatic), "
-                f"got {self.max_latency_ms!r}"
-            )
+            raise ValueError(f"WARDROBE_MAX_LATENCY_MS must be 0 or more (-1: automatic), got {self.max_latency_ms!r}")
         if self.timeout_s <= 0:
             raise ValueError(f"WARDROBE_TIMEOUT_S must be positive, got {self.timeout_s!r}")
         if self.top_k > 10:
@@ -93,9 +88,7 @@ class Settings:
                 "workers": workers,
                 "threads": self.threads or max(1, cpu_count // workers),
                 "max_batch_size": self.max_batch_size or (256 if gpu else 64),
-                "max_latency_ms": 2.0
-                if gpu and self.max_latency_ms < 0
-                else max(self.max_latency_ms, 0.0),
+                "max_latency_ms": 2.0 if gpu and self.max_latency_ms < 0 else max(self.max_latency_ms, 0.0),
             }
         )
 

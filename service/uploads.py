@@ -92,8 +92,11 @@ class UploadGate:
         max_file_bytes: int,
         max_request_bytes: int,
         max_pixels: int,
+        max_in_flight: int,
     ):
         self.app = app
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0  # requests on `path` being read, decoded, batched or answered
         self.path = path
         self.max_files = max_files
         self.max_file_bytes = max_file_bytes
@@ -110,6 +113,22 @@ class UploadGate:
                 headers={"Allow": "POST"},
             )
             return await response(scope, receive, send)
+        if self.in_flight >= self.max_in_flight:
+            # Overload: refuse before reading, so the backlog cannot grow without bound.
+            await _drain(receive, DRAIN_LIMIT)
+            response = JSONResponse(
+                {"error": f"server overloaded ({self.in_flight} requests in progress); retry shortly"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+            return await response(scope, receive, send)
+        self.in_flight += 1
+        try:
+            await self._gate(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _gate(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = 0
         more_body = True
 

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from service.batching import Batcher, QueueFull
+from service.batching import Batcher
 
 
 def _images(first: int, count: int) -> np.ndarray:
@@ -27,7 +27,7 @@ def _run(coroutine):
 
 def test_requests_waiting_together_share_one_call_and_get_their_own_rows():
     sizes = []
-    batcher = Batcher(_identity, max_batch_size=64, max_latency_s=0.05, queue_bound=100,
+    batcher = Batcher(_identity, max_batch_size=64, max_latency_s=0.05,
                       on_batch=sizes.append)  # fmt: skip
 
     async def main():
@@ -48,7 +48,7 @@ def test_a_busy_model_batches_what_queued_meanwhile_without_a_timer():
         time.sleep(0.05)
         return _identity(batch)
 
-    batcher = Batcher(slow, max_batch_size=64, max_latency_s=0, queue_bound=100,
+    batcher = Batcher(slow, max_batch_size=64, max_latency_s=0,
                       on_batch=sizes.append)  # fmt: skip
 
     async def main():
@@ -64,24 +64,11 @@ def test_a_busy_model_batches_what_queued_meanwhile_without_a_timer():
 
 def test_a_request_larger_than_a_batch_is_split_and_reassembled_in_order():
     sizes = []
-    batcher = Batcher(_identity, max_batch_size=8, max_latency_s=0, queue_bound=100,
+    batcher = Batcher(_identity, max_batch_size=8, max_latency_s=0,
                       on_batch=sizes.append)  # fmt: skip
     answer = _run(batcher.submit(_images(0, 20)))
     assert answer[:, 0].tolist() == list(range(20))
     assert max(sizes) <= 8 and sum(sizes) == 20
-
-
-def test_beyond_the_queue_bound_submissions_are_refused_and_below_it_succeed():
-    batcher = Batcher(_identity, max_batch_size=64, max_latency_s=0.05, queue_bound=4)
-
-    async def main():
-        return await asyncio.gather(
-            batcher.submit(_images(0, 3)), batcher.submit(_images(3, 2)), return_exceptions=True
-        )
-
-    ok, refused = _run(main())
-    assert ok[:, 0].tolist() == [0, 1, 2]
-    assert isinstance(refused, QueueFull)
 
 
 def test_a_model_failure_fails_that_batch_only():
@@ -93,7 +80,7 @@ def test_a_model_failure_fails_that_batch_only():
             raise RuntimeError("boom")
         return _identity(batch)
 
-    batcher = Batcher(flaky, max_batch_size=64, max_latency_s=0, queue_bound=100)
+    batcher = Batcher(flaky, max_batch_size=64, max_latency_s=0)
 
     async def main():
         with pytest.raises(RuntimeError, match="boom"):
