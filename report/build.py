@@ -29,7 +29,7 @@ class ReportSettings:
     """Evaluate a seeded subset of this many test images (None: all 10,000)."""
     val_limit: int | None = None
     """Fit temperature and the abstention threshold on this many validation images (None: all)."""
-    robustness_images: int = 500
+    robustness_images: int = 300
     """Seeded subset of the evaluated test images for the 55 corruption passes (speed)."""
     photo_images: int = 200
     """Test images made into photo-like uploads, read back through the service's preprocessing."""
