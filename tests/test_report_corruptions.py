@@ -15,9 +15,7 @@ def crops() -> np.ndarray:
     images = np.zeros((64, 28, 28), dtype=np.uint8)
     for i in range(len(images)):
         top, left = rng.integers(3, 8, size=2)
-        images[i, top : 28 - top, left : 28 - left] = rng.integers(
-            120, 255, size=(28 - 2 * top, 28 - 2 * left)
-        )
+        images[i, top : 28 - top, left : 28 - left] = rng.integers(120, 255, size=(28 - 2 * top, 28 - 2 * left))
     return images
 
 
@@ -37,9 +35,7 @@ def test_corruption_is_seeded_and_keeps_shape_and_dtype(crops, name):
 
 @pytest.mark.parametrize("name", list(CORRUPTIONS))
 def test_corruption_grows_with_severity(crops, name):
-    distance = [
-        np.abs(corrupt(crops, name, s, seed=2).astype(float) - crops).mean() for s in SEVERITIES
-    ]
+    distance = [np.abs(corrupt(crops, name, s, seed=2).astype(float) - crops).mean() for s in SEVERITIES]
     assert all(a < b for a, b in zip(distance, distance[1:], strict=False)), distance
 
 
