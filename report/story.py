@@ -33,7 +33,7 @@ def training_config(metadata: dict[str, str], run: dict | None) -> dict:
 def flatten(config, prefix: str = "") -> list[list[str]]:
     """A nested config as [dotted key, value as text] rows."""
     if not isinstance(config, dict):
-        return [[prefix, json.dumps(config)]]
+        return [[prefix, config if isinstance(config, str) else json.dumps(config)]]
     rows = []
     for key, value in config.items():
         rows += flatten(value, f"{prefix}.{key}" if prefix else str(key))
