@@ -177,6 +177,7 @@ def main() -> None:
                         help="connections for the 64-image requests (default 8)")  # fmt: skip
     parser.add_argument("--no-ceiling", dest="ceiling", action="store_false",
                         help="skip benchmarks/noop_service.py (BentoML doing nothing)")  # fmt: skip
+    parser.add_argument("--note", default="", help="stored with the results (what model, what else ran)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "load.json")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -188,6 +189,7 @@ def main() -> None:
     results = run(args.model, args.duration, levels, args.batch_connections, args.ceiling)
     results |= {
         "started": started,
+        "note": args.note,
         "model": str(args.model),
         "duration_s": args.duration,
         "batch_connections": args.batch_connections,
