@@ -58,7 +58,7 @@ def parse_idx(data: bytes, name: str, expected_ndim: int | None = None) -> np.nd
         kind = "truncated" if len(data) < expected else "has trailing bytes"
         raise IdxFormatError(f"{name}: {kind}: header shape {shape} needs {expected} bytes, file has {len(data)}")
     array = np.frombuffer(data, dtype=dtype, offset=header_size).reshape(shape)
-    return array.astype(dtype.newbyteorder("="), copy=False)
+    return array.astype(dtype.newbyteorder("="), copy=True)  # writable and native-endian
 
 
 def read_idx(path: Path, expected_ndim: int | None = None) -> np.ndarray:
