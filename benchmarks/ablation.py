@@ -36,7 +36,7 @@ def base_overrides(epochs: int, subset: int) -> list[str]:
     return [
         'model.arch="mlp"', "model.hidden=[512, 256]", "model.dropout=0.3", "augment.translate=1",
         "augment.hflip=true", f"epochs={epochs}", f"data.train_subset={subset}", "batch_size=128",
-        "optim.lr=0.05", "tta_flip=false",
+        "optim.lr=0.05", "tta_flip=false", "threads=1",
     ]  # fmt: skip
 
 
