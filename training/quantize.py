@@ -66,12 +66,17 @@ def quantize_int8(
             TrainImages(ds.train_images[calib_idx]),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
+            # 7-bit weights: on CPUs without VNNI (AVX2 only, like our CI machine) the u8×s8
+            # kernels saturate int16 sums; full 8-bit cost 3.6 validation points, 7-bit 0.06.
+            reduce_range=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
         )
         proto = onnx.load(str(quantized))
         metadata = dict(fp32.info.metadata)
-        metadata.update({"quantization": f"int8 static QDQ, per-channel, {calibration_images} training images"})
+        metadata.update(
+            {"quantization": f"int8 static QDQ, per-channel 7-bit weights, {calibration_images} training images"}
+        )
         set_metadata(proto, metadata)
         onnx.save(proto, str(quantized))
         int8 = load_model(quantized, device="cpu")
