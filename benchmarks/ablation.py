@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from training.checkpoint import write_json
+from training.atomic import write_json
 from training.config import load_config
 from training.train import main as train
 

@@ -22,8 +22,8 @@ import torchvision
 from torchvision import transforms
 
 from training import fashion_mnist
+from training.atomic import write_json
 from training.augment import AugmentConfig
-from training.checkpoint import write_json
 from training.data import TensorBatchLoader, stratified_split
 from training.presets import TrainPreset
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from service.runtime import load_model
 from training import fashion_mnist
-from training.checkpoint import write_json
+from training.atomic import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "int8.json"
 

@@ -1,34 +1,16 @@
-"""Atomic checkpoint files that load with `torch.load(..., weights_only=True)`."""
+"""Checkpoint files that load with `torch.load(..., weights_only=True)`, written atomically."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
-
-def atomic_write(path: Path, write) -> None:
-    """Call `write(tmp_path)` then rename into place, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+from training.atomic import atomic_write
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def write_json(data, path: Path) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -13,7 +13,6 @@ import copy
 import dataclasses
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from service.runtime import load_model
 from training import fashion_mnist
+from training.atomic import make_temp_beside
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig, config_from_dict
 from training.data import stratified_split
@@ -122,11 +122,10 @@ def _pixels(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32)[:, None] / 255.0
 
 
-def _save_proto(proto: onnx.ModelProto, directory: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".export-", suffix=".onnx.tmp")
-    os.close(fd)
+def _save_proto(proto: onnx.ModelProto, out: Path) -> Path:
+    tmp = make_temp_beside(out, suffix=".onnx.tmp")
     onnx.save(proto, tmp)
-    return Path(tmp)
+    return tmp
 
 
 def to_onnx(graph: nn.Module) -> onnx.ModelProto:
@@ -195,7 +194,7 @@ def export(source: Path, out: Path, data_dir: str | None = None) -> ExportResult
             "opset": str(OPSET),
         },
     )
-    tmp = _save_proto(proto, out.parent)
+    tmp = _save_proto(proto, out)
     try:
         runtime = load_model(tmp, device="cpu")
         onnx_logits = runtime.logits(_pixels(ds.test_images))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.atomic import make_temp_beside
 from training.idx import IdxFormatError, check_pair, parse_idx, read_idx_bytes
 
 CLASSES = (
@@ -100,14 +100,13 @@ def download_official(directory: Path, base_url: str = OFFICIAL_URL) -> None:
                 payload = response.read()
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             raise DatasetError(f"cannot download {base_url + name}: {exc}") from None
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        tmp = make_temp_beside(target)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-            _verify(Path(tmp), sha, label=base_url + name)
+            tmp.write_bytes(payload)
+            _verify(tmp, sha, label=base_url + name)
             os.replace(tmp, target)
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
 
 
 def _verify(path: Path, expected_sha: str, label: str | None = None) -> bytes:
