@@ -264,7 +264,8 @@ def _train(cfg, device, dist_info, run_dir, resume, data_dir) -> Path:
 
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
-        train_loader.set_epoch(epoch) if hasattr(train_loader, "set_epoch") else None
+        if isinstance(train_loader, TensorBatchLoader):  # reshuffle and re-seed augmentation per epoch
+            train_loader.set_epoch(epoch)
         train_loss, train_acc = train_one_epoch(
             model, train_loader, optimizer, scheduler, cfg, device, ema, epoch, dist_info
         )
