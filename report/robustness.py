@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from report import corruptions, figures, metrics
+from report import corruptions, figures, metrics, story
 
 
 def as_input(images: np.ndarray) -> np.ndarray:
@@ -66,7 +66,7 @@ def robustness_section(model, baseline, images, labels, pred, s, fig_dir: Path) 
         "severities": levels,
         "clean_accuracy": clean["model"],
         "baseline_clean_accuracy": clean.get("baseline"),
-        "baseline_model": str(s.baseline_model) if have_base else None,
+        "baseline_model": story.repo_relative(s.baseline_model) if have_base else None,
         "mean_corrupted_accuracy": float(np.mean([row["mean_accuracy"] for row in rows])),
         "mce": float(np.mean([row["ce"] for row in rows])) if have_base else None,
         "relative_mce": (

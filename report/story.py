@@ -14,6 +14,12 @@ from report import figures
 REPO = Path(__file__).resolve().parents[1]
 
 
+def repo_relative(path: Path) -> str:
+    """A path as the reader of a shipped report can follow it: relative to the repo when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def json_or_none(text: str | None):
     try:
         return json.loads(text) if text else None
@@ -156,6 +162,6 @@ def ablation_section(path: Path | None) -> dict | None:
     if not isinstance(rows, list) or not all(isinstance(r, dict) and set(keys) <= r.keys() for r in rows):
         raise ValueError(f"{path}: expected a list of rows with keys {list(keys)}")
     return {
-        "path": str(path),
+        "path": repo_relative(path),
         "rows": [{**{k: r[k] for k in keys}, "seeds": len(r.get("seeds", []))} for r in rows],
     }

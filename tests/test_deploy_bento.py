@@ -92,7 +92,8 @@ def test_the_bento_holds_the_service_and_the_model_and_nothing_else(bento):
     files = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
     service = {p.relative_to(ROOT).as_posix() for p in (ROOT / "service").glob("*.py")}
     samples = {p.relative_to(ROOT).as_posix() for p in (ROOT / "service/samples").glob("*.png")}
-    assert files == service | samples | {"models/cnn.onnx", "bentofile.yaml"}
+    served_models = {"models/cnn.onnx", "models/cnn-int8.onnx"}
+    assert files == service | samples | served_models | {"bentofile.yaml"}
 
 
 def test_the_bento_requirements_pin_the_versions_the_tests_ran_with(bento):
