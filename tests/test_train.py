@@ -125,3 +125,8 @@ def test_torchrun_trains_with_two_gloo_processes(tmp_path):
     assert info["world_size"] == 2
     assert len(rows(runs[0])) == 1
     assert json.loads((runs[0] / "summary.json").read_text())["test_acc"] > 0.3
+
+
+def test_a_batch_larger_than_the_training_set_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=r"batch_size 512 is larger than the 100 training images"):
+        train_main(tiny(tmp_path, "data.train_subset=100", "batch_size=512"))

@@ -170,6 +170,11 @@ def load_data(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, data_
             workers=cfg.data.workers,
             seed=cfg.seed,
         )
+    if len(train_loader) == 0:
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is larger than the {len(train_idx)} training images "
+            f"(per process: {per_rank_batch}); lower batch_size or raise data.train_subset"
+        )
     val_loader = TensorBatchLoader(x_val, y_val, 1000, device)
     test_loader = TensorBatchLoader(ds.test_images, ds.test_labels, 1000, device)
     return ds, split, len(train_idx), train_loader, val_loader, test_loader
