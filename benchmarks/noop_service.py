@@ -15,7 +15,9 @@ from typing import Any
 
 import bentoml
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.uploads import forward_with_empty_json
 
 WORKERS = int(os.environ.get("WARDROBE_WORKERS") or os.cpu_count() or 1)
 ANSWER = [{"label": "Sneaker", "class_id": 7, "confidence": 1.0,
@@ -33,20 +35,7 @@ class DropBody:
             return await self.app(scope, receive, send)
         while (await receive()).get("more_body", False):
             pass
-        scope = dict(scope)
-        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-type"] + [
-            (b"content-type", b"application/json")
-        ]
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": b"{}", "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await forward_with_empty_json(self.app, dict(scope), receive, send)
 
 
 @bentoml.service(

@@ -158,20 +158,7 @@ class UploadGate:
 
         scope = dict(scope)
         scope[SCOPE_KEY] = upload
-        scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")] + [
-            (b"content-type", b"application/json"),
-            (b"content-length", b"2"),
-        ]
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": b"{}", "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await forward_with_empty_json(self.app, scope, receive, send)
 
     async def _read(self, headers: Headers, body: AsyncIterator[bytes]) -> Upload:
         content_type = headers.get("content-type", "")
@@ -249,3 +236,22 @@ async def _drain(receive: Receive, limit: int) -> None:
         limit -= len(message.get("body", b""))
         if not message.get("more_body", False):
             return
+
+
+async def forward_with_empty_json(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Call `app` with the request body replaced by `{}`: the upload was consumed here, and the
+    endpoint takes its input from the scope instead of having BentoML parse multipart again."""
+    scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")] + [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"2"),
+    ]
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+        return await receive()
+
+    await app(scope, replay, send)
