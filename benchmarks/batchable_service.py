@@ -16,7 +16,7 @@ import bentoml
 import numpy as np
 from starlette.responses import JSONResponse
 
-from service.runtime import load_model, top_k_predictions
+from contract.runtime import load_model, top_k_predictions
 from service.settings import Settings
 from service.uploads import SCOPE_KEY, UploadGate
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.runtime import load_model
+from contract.runtime import load_model
 from training import fashion_mnist
 from training.atomic import write_json
 

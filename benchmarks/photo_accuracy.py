@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
+from contract.runtime import load_model
 from report.photolike import photo_like_set
-from service.preprocess import decode_image, to_fashion_mnist, to_model_input
-from service.runtime import load_model
 from training.fashion_mnist import load
 
 GOAL = 0.95

@@ -1,7 +1,7 @@
 """The yardstick for benchmarks/load.py: one Starlette + onnxruntime process, no batching.
 
 It does what the service does per request (parse the multipart upload, decode
-and preprocess every image with service.preprocess, one onnxruntime call, the
+and preprocess every image with contract.preprocess, one onnxruntime call, the
 contract's JSON answer) with nothing else in the way: no BentoML, no batching,
 no limits. Run: python -m benchmarks.reference_server --model M --port P
 """
@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from service.preprocess import decode_image, to_fashion_mnist, to_model_input
-from service.runtime import load_model, top_k_predictions
+from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
+from contract.runtime import load_model, top_k_predictions
 
 
 def build_app(model: str | None, threads: int) -> Starlette:

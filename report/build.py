@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from contract.runtime import Classifier, load_model
 from report import corruptions, figures, label_issues, metrics, robustness, story
 from report.robustness import as_input, seeded_subset
-from service.runtime import Classifier, load_model
 from training import fashion_mnist
 from training.data import stratified_split
 

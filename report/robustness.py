@@ -81,8 +81,8 @@ def robustness_section(model, baseline, images, labels, pred, s, fig_dir: Path) 
 
 def photo_section(model, images, labels, test_pred, classes, s, fig_dir: Path) -> dict:
     try:
+        from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
         from report.photolike import photo_like_set
-        from service.preprocess import decode_image, to_fashion_mnist, to_model_input
     except ImportError as exc:
         return {
             "available": False,

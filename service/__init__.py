@@ -1,1 +1,1 @@
-"""The ground floor: opening a model, turning images into model input, answering HTTP."""
+"""HTTP: the upload gate, the batcher, settings and the BentoML service (floor 2)."""

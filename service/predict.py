@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from service.preprocess import ImageError, load_image_file, to_fashion_mnist, to_model_input
-from service.runtime import load_model, top_k_predictions
+from contract.preprocess import ImageError, load_image_file, to_fashion_mnist, to_model_input
+from contract.runtime import load_model, top_k_predictions
 
 
 def format_prediction(path: Path, answer: dict) -> str:

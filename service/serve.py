@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from service.runtime import check_model_file, default_model_path
+from contract.runtime import check_model_file, default_model_path
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,8 +15,8 @@ import bentoml
 import numpy as np
 from starlette.responses import JSONResponse
 
+from contract.runtime import cuda_available, load_model, top_k_predictions
 from service.batching import Batcher
-from service.runtime import cuda_available, load_model, top_k_predictions
 from service.settings import Settings
 from service.uploads import FIELD, SCOPE_KEY, Upload, UploadGate
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from service.preprocess import DEFAULT_MAX_PIXELS
+from contract.preprocess import DEFAULT_MAX_PIXELS
 
 MiB = 1024 * 1024
 

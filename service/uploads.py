@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.preprocess import ImageError, decode_image, to_fashion_mnist, to_model_input
+from contract.preprocess import ImageError, decode_image, to_fashion_mnist, to_model_input
 
 log = logging.getLogger(__name__)
 

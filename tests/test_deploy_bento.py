@@ -90,7 +90,8 @@ def test_the_bento_holds_the_service_and_the_model_and_nothing_else(bento):
     _, store, _ = bento
     src = store / "src"
     files = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
-    service = {p.relative_to(ROOT).as_posix() for p in (ROOT / "service").glob("*.py")}
+    packages = [ROOT / "contract", ROOT / "service"]
+    service = {p.relative_to(ROOT).as_posix() for package in packages for p in package.rglob("*.py")}
     samples = {p.relative_to(ROOT).as_posix() for p in (ROOT / "service/samples").glob("*.png")}
     served_models = {"models/cnn.onnx", "models/cnn-int8.onnx"}
     assert files == service | samples | served_models | {"bentofile.yaml"}

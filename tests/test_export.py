@@ -10,7 +10,7 @@ import onnx
 import pytest
 from conftest import tiny_checkpoint
 
-from service.runtime import ModelError, check_model_file, load_model
+from contract.runtime import ModelError, check_model_file, load_model
 from training import export as export_module
 from training.cli import main as cli_main
 from training.fashion_mnist import CLASSES

@@ -1,4 +1,4 @@
-"""service.preprocess: safe decoding and the photo -> Fashion-MNIST crop recipe."""
+"""contract.preprocess: safe decoding and the photo -> Fashion-MNIST crop recipe."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from report.photolike import make_photo_like
-from service.preprocess import (
+from contract.preprocess import (
     ImageError,
     decode_image,
     load_image_file,
     to_fashion_mnist,
     to_model_input,
 )
+from report.photolike import make_photo_like
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:

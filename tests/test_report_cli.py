@@ -17,10 +17,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from sklearn.metrics import classification_report, confusion_matrix
 
+from contract.runtime import ModelError, load_model
 from report import cli
 from report.build import ReportSettings
 from report.robustness import seeded_subset
-from service.runtime import ModelError, load_model
 from training import fashion_mnist
 from training.cli import main as wardrobe
 

@@ -1,4 +1,4 @@
-"""service.runtime: the contract check, devices, threads, batching and the answer format."""
+"""contract.runtime: the contract check, devices, threads, batching and the answer format."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
-from service import runtime
-from service.runtime import (
+from contract import runtime
+from contract.runtime import (
     ModelError,
     check_model_file,
     default_model_path,

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.preprocess import decode_image, to_fashion_mnist, to_model_input
-from service.runtime import load_model, top_k_predictions
+from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
+from contract.runtime import load_model, top_k_predictions
 from service.serve import SERVICE, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]

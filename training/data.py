@@ -60,7 +60,7 @@ class ImageFolderDataset(ArrayDataset):
     """
 
     def __init__(self, root: Path | str, transform=None):
-        from service.preprocess import ImageError, load_image_file, to_fashion_mnist
+        from contract.preprocess import ImageError, load_image_file, to_fashion_mnist
 
         root = Path(root)
         if not root.is_dir():

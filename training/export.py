@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from service.runtime import load_model
+from contract.runtime import load_model
 from training import fashion_mnist
 from training.atomic import make_temp_beside
 from training.checkpoint import load_checkpoint

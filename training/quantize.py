@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
 
-from service.runtime import load_model
+from contract.runtime import load_model
 from training import fashion_mnist
 from training.data import stratified_split
 from training.export import set_metadata

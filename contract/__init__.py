@@ -1,0 +1,6 @@
+"""The ground floor: the model contract (metadata, opening and checking a model,
+pixels → model input, softmax/top-k) and, beside it, the wardrobe store.
+
+Everything above (service/, training/, report/, the CLI) goes through this
+package instead of re-doing any of it. See docs/architecture.md.
+"""
