@@ -179,7 +179,7 @@ def export(source: Path, out: Path, data_dir: str | None = None) -> ExportResult
             + (
                 f"hidden={list(cfg.model.hidden)}"
                 if cfg.model.arch == "mlp"
-                else f"channels={list(cfg.model.channels)}x{cfg.model.convs_per_stage}"
+                else f"channels={list(cfg.model.channels)} convs={list(cfg.model.convs)}"
             )
             + (" +flip-TTA" if cfg.tta_flip else ""),
             "parameters": str(n_params),

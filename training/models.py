@@ -24,6 +24,9 @@ class ModelConfig:
     """CNN stage widths; each stage is `convs_per_stage` 3×3 convs, then 2×2 max-pooling."""
     convs_per_stage: int = 2
     """Conv → BN → ReLU blocks per CNN stage."""
+    stage_convs: tuple[int, ...] = ()
+    """Conv blocks of each CNN stage, one number per stage (overrides `convs_per_stage`). A conv at
+    28×28 costs 16× one at 7×7, so depth is cheapest late (measured: `benchmarks/arch_cost.py`)."""
     dropout: float = 0.2
     """Dropout probability after each MLP block and before the CNN head (0 = off)."""
     batchnorm: bool = True
@@ -44,6 +47,16 @@ class ModelConfig:
             raise ValueError(f"model.channels must be 1 to 3 positive widths, got {self.channels!r}")
         if self.convs_per_stage < 1:
             raise ValueError(f"model.convs_per_stage must be >= 1, got {self.convs_per_stage!r}")
+        if self.stage_convs and (len(self.stage_convs) != len(self.channels) or min(self.stage_convs) < 1):
+            raise ValueError(
+                f"model.stage_convs must give >= 1 conv for each of the {len(self.channels)} stages, "
+                f"got {self.stage_convs!r}"
+            )
+
+    @property
+    def convs(self) -> tuple[int, ...]:
+        """Conv blocks per CNN stage, resolved."""
+        return self.stage_convs or (self.convs_per_stage,) * len(self.channels)
 
 
 class Normalize(nn.Module):
@@ -90,8 +103,8 @@ class CNN(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [Normalize()]
         c_in = 1
-        for c_out in cfg.channels:
-            for _ in range(cfg.convs_per_stage):
+        for c_out, n_convs in zip(cfg.channels, cfg.convs, strict=True):
+            for _ in range(n_convs):
                 layers += conv_block(c_in, c_out, cfg.batchnorm)
                 c_in = c_out
             layers.append(nn.MaxPool2d(2))
