@@ -1,32 +1,13 @@
-"""Likely label errors by confident learning (Northcutt, Jiang & Chuang 2021), through
-cleanlab's reference implementation, and a planted-flip check that it finds real ones."""
+"""A planted-flip check that confident learning (training/label_issues.py, shared with
+fine-tuning) finds real label errors."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from training.label_issues import find_label_issues
 
-def find_label_issues(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    """Indices of likely mislabelled examples, most likely first.
-
-    `probabilities` must be out-of-sample (the test set is, for a trained model). The
-    filter is cleanlab's default, prune by noise rate; the ranking is self-confidence (the
-    model's probability of the given label, lowest first).
-    """
-    try:
-        from cleanlab.filter import find_label_issues as cl_find  # heavy import (pandas): only here
-    except ImportError:
-        raise RuntimeError("the report needs cleanlab (pip install cleanlab, or make install)") from None
-
-    labels = np.asarray(labels, dtype=np.int64)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.ndim != 2 or len(probabilities) != len(labels):
-        raise ValueError(f"probabilities must have shape [{len(labels)}, C], got {list(probabilities.shape)}")
-    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
-    return np.asarray(
-        cl_find(labels, probabilities, return_indices_ranked_by="self_confidence", n_jobs=1),
-        dtype=np.int64,
-    )
+__all__ = ["find_label_issues", "plant_flips", "planted_flip_recovery"]
 
 
 def plant_flips(labels: np.ndarray, fraction: float, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
