@@ -32,10 +32,15 @@ data: install
 	else $(VENV)/bin/wardrobe data --download >/dev/null; fi
 	@$(VENV)/bin/wardrobe data --no-download --quiet
 
-# Test-only system tools: headless Chromium for the report's browser test.
+# Test-only system tools: headless Chromium for the browser tests (driven by PyPI's playwright,
+# never `playwright install`), and PostgreSQL's server binaries for the store tests, which start
+# a throw-away cluster of their own (tests/pg_cluster.py).
 tools:
-	@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -q && apt-get install -y -q --no-install-recommends chromium; fi
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; fi
 
 demo: data
 	$(VENV)/bin/wardrobe demo --port $(PORT)

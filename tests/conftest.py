@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,24 @@ def tiny_model_path(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("tiny-model")
     ckpt = tiny_checkpoint(directory / "tiny.pt")
     return export(ckpt, directory / "tiny.onnx").path
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of our own for the session (tests/pg_cluster.py)."""
+    from pg_cluster import Cluster
+
+    cluster = Cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path) -> str:
+    """A fresh, empty wardrobe database setting (WARDROBE_DB), once per backend."""
+    if request.param == "sqlite":
+        return str(tmp_path / "wardrobe.db")
+    cluster = request.getfixturevalue("postgres")
+    return cluster.create_database(f"w{uuid.uuid4().hex[:12]}")
