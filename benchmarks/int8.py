@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.preprocess import to_model_input
 from contract.runtime import load_model
 from training import fashion_mnist
 from training.atomic import write_json
@@ -41,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
 
     ds = fashion_mnist.load()
-    test = ds.test_images.astype(np.float32)[:, None] / 255
+    test = to_model_input(ds.test_images)
     rows = {}
     for name, path in (("fp32", args.fp32), ("int8", args.int8)):
         model = load_model(path, device="cpu")

@@ -229,11 +229,12 @@ def to_fashion_mnist(image: Image.Image) -> np.ndarray:
     return np.rint(np.clip(canvas, 0, 255)).astype(np.uint8)
 
 
-def to_model_input(crops: Sequence[np.ndarray]) -> np.ndarray:
-    """uint8 [28, 28] crops -> float32 [N, 1, 28, 28] in [0, 1], the model's input."""
+def to_model_input(crops: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+    """uint8 [28, 28] crops (a list, or an array [N, 28, 28] such as the dataset's images)
+    -> float32 [N, 1, 28, 28] in [0, 1], the model's input. The one place pixels become input."""
     if len(crops) == 0:
         return np.zeros((0, 1, SIZE, SIZE), dtype=np.float32)
-    batch = np.stack([np.asarray(c) for c in crops])
+    batch = crops if isinstance(crops, np.ndarray) else np.stack([np.asarray(c) for c in crops])
     if batch.shape[1:] != (SIZE, SIZE):
         raise ValueError(f"crops must be {SIZE}×{SIZE}, got {list(batch.shape[1:])}")
     return (batch.astype(np.float32) / 255)[:, None]

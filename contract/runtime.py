@@ -2,24 +2,29 @@
 
 This is the one implementation of model loading: the HTTP service,
 `wardrobe predict`, the exporter's parity check and the report all come
-through `load_model`. The contract (CONTRACTS.md §2): input `image` float32
+through `load_model`. The contract (docs/contract.md): input `image` float32
 [N, 1, 28, 28] in [0, 1], output `logits` float32 [N, 10], and a `classes`
-JSON list in the model's metadata.
+JSON list in the model's metadata (contract/metadata.py).
+
+It is also the one place that reads WARDROBE_MODEL and WARDROBE_THREADS and
+checks a device name; service/settings.py goes through the functions here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+
+from contract import metadata as meta
+from contract.devices import check_device
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +33,10 @@ OUTPUT_NAME = "logits"
 INPUT_SHAPE = (1, 28, 28)  # per image; the batch axis is dynamic
 NUM_CLASSES = 10
 CHUNK = 1024  # images per session.run: bounds memory for large batches without slowing small ones
-DEVICES = ("auto", "cpu", "cuda")
+MODEL_ENV = "WARDROBE_MODEL"
+THREADS_ENV = "WARDROBE_THREADS"
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "cnn.onnx"
+"""The model served when none is named: the shipped CNN."""
 
 
 class ModelError(ValueError):
@@ -78,17 +86,32 @@ class Classifier:
         return softmax(self.logits(images))
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)  # avoids overflow in exp
-    e = np.exp(shifted, dtype=np.float32)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32, copy=False)
+def softmax(logits: np.ndarray, temperature: float = 1.0, dtype: type = np.float32) -> np.ndarray:
+    """Row-wise softmax of logits / temperature, computed in `dtype`.
+
+    The one softmax: the service answers in float32 (the default), the report
+    computes its statistics in float64.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    z = np.asarray(logits, dtype=dtype)
+    if temperature != 1.0:
+        z = z / dtype(temperature)
+    z = z - z.max(axis=1, keepdims=True)  # avoids overflow in exp
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
-def default_model_path() -> Path:
+def model_path_from_env(environ: Mapping[str, str] | None = None) -> Path | None:
+    """$WARDROBE_MODEL as a path, or None when unset or empty."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(MODEL_ENV, "").strip()
+    return Path(raw) if raw else None
+
+
+def default_model_path(environ: Mapping[str, str] | None = None) -> Path:
     """$WARDROBE_MODEL if set, else the shipped CNN in <repo>/models/cnn.onnx."""
-    if env := os.environ.get("WARDROBE_MODEL"):
-        return Path(env)
-    return Path(__file__).resolve().parents[1] / "models" / "cnn.onnx"
+    return model_path_from_env(environ) or SHIPPED_MODEL
 
 
 # ---------------------------------------------------------------------------
@@ -141,25 +164,10 @@ def _check_tensor(
 
 
 def _parse_classes(path: Path, metadata: dict[str, str]) -> tuple[str, ...]:
-    if "classes" not in metadata:
-        raise ModelError(
-            f"{path}: metadata has no 'classes' entry (a JSON list of the class names)"
-        )
     try:
-        classes = json.loads(metadata["classes"])
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}: metadata 'classes' is not valid JSON ({exc})") from None
-    if (
-        not isinstance(classes, list)
-        or len(classes) != NUM_CLASSES
-        or not all(isinstance(c, str) and c.strip() for c in classes)
-        or len(set(classes)) != len(classes)
-    ):
-        raise ModelError(
-            f"{path}: metadata 'classes' must be a JSON list of {NUM_CLASSES} distinct names, "
-            f"got {metadata['classes'][:200]!r}"
-        )
-    return tuple(classes)
+        return meta.parse_classes(metadata, NUM_CLASSES)
+    except meta.MetadataError as exc:
+        raise ModelError(f"{path}: {exc}") from None
 
 
 def _check_proto(path: Path, model: onnx.ModelProto) -> tuple[str, ...]:
@@ -194,7 +202,7 @@ def _check_proto(path: Path, model: onnx.ModelProto) -> tuple[str, ...]:
             f"got {[o.name for o in outputs]}"
         )
     _check_tensor(path, "output", outputs[0], (NUM_CLASSES,))
-    return _parse_classes(path, {p.key: p.value for p in model.metadata_props})
+    return _parse_classes(path, meta.read_metadata(model))
 
 
 def _read(path: Path) -> bytes:
@@ -259,8 +267,7 @@ def cuda_available() -> bool:
 
 def select_providers(device: str) -> list[str]:
     """Execution providers for 'auto', 'cpu' or 'cuda'; CUDA only when a GPU is really there."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {list(DEVICES)}, got {device!r}")
+    check_device(device)
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if cuda_available():
@@ -274,20 +281,31 @@ def select_providers(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def check_threads(threads: int, name: str = "threads") -> int:
+    """`threads` if it is 0 (automatic) or more; else a ValueError naming `name`."""
+    if threads < 0:
+        raise ValueError(f"{name} must be 0 (automatic) or more, got {threads!r}")
+    return threads
+
+
+def threads_from_env(environ: Mapping[str, str] | None = None) -> int | None:
+    """$WARDROBE_THREADS as a checked whole number, or None when unset or empty."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get(THREADS_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        threads = int(raw.replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{THREADS_ENV} must be a whole number, got {raw!r}") from None
+    return check_threads(threads, THREADS_ENV)
+
+
 def resolve_threads(threads: int | None) -> int:
     """Intra-op threads: the argument, else $WARDROBE_THREADS, else 0 (one per physical core)."""
-    source = "threads"
-    if threads is None and (env := os.environ.get("WARDROBE_THREADS")):
-        source = "WARDROBE_THREADS"
-        try:
-            threads = int(env)
-        except ValueError:
-            raise ValueError(f"WARDROBE_THREADS must be a whole number, got {env!r}") from None
     if threads is None:
-        return 0
-    if threads < 0:
-        raise ValueError(f"{source} must be 0 (all physical cores) or more, got {threads!r}")
-    return threads
+        threads = threads_from_env()
+    return 0 if threads is None else check_threads(threads)
 
 
 def load_model(
@@ -304,7 +322,7 @@ def load_model(
     classes = _check_proto(path, model)
     if "CUDAExecutionProvider" in providers and hasattr(ort, "preload_dlls"):
         try:
-            ort.preload_dlls()  # makes pip-installed CUDA/cuDNN libraries visible (FIELD-NOTES)
+            ort.preload_dlls()  # makes pip-installed CUDA/cuDNN libraries visible (docs/contract.md)
         except Exception as exc:
             log.debug("onnxruntime.preload_dlls failed: %s", exc)
     try:
@@ -324,7 +342,7 @@ def load_model(
         path=path,
         sha256=hashlib.sha256(data).hexdigest(),
         classes=classes,
-        metadata={p.key: p.value for p in model.metadata_props},
+        metadata=meta.read_metadata(model),
         providers=got,
     )
     classifier = Classifier(session, info)
@@ -347,7 +365,7 @@ def load_model(
 
 
 def top_k_predictions(probabilities: np.ndarray, classes: Sequence[str], k: int) -> list[dict]:
-    """One answer per image as in CONTRACTS.md §3: label, class_id, confidence and the top k."""
+    """One answer per image as docs/contract.md states: label, class_id, confidence and the top k."""
     probabilities = np.asarray(probabilities)
     if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):
         raise ValueError(

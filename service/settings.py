@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from contract.devices import check_device
 from contract.preprocess import DEFAULT_MAX_PIXELS
+from contract.runtime import model_path_from_env, threads_from_env
 
 MiB = 1024 * 1024
 
@@ -50,8 +52,7 @@ class Settings:
     """WARDROBE_TRACING: OpenTelemetry spans for /classify (off: about 10% of a worker's CPU)."""
 
     def __post_init__(self) -> None:
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"WARDROBE_DEVICE must be auto, cpu or cuda, got {self.device!r}")
+        check_device(self.device, "WARDROBE_DEVICE")
         for name in ("workers", "threads", "max_batch_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{_var(name)} must be 0 (automatic) or more, got {getattr(self, name)!r}")
@@ -103,8 +104,12 @@ _FALSE = {"0", "false", "no", "off"}
 
 def _parse(var: str, raw: str, kind: type, name: str) -> object:
     """One variable's text as the field's type, or a ValueError naming the variable."""
+    # WARDROBE_MODEL and WARDROBE_THREADS are also read outside the service (wardrobe predict,
+    # the report): contract/runtime.py holds the one reading of each.
     if name == "model":
-        return Path(raw)
+        return model_path_from_env({var: raw})
+    if name == "threads":
+        return threads_from_env({var: raw})
     try:
         if kind is bool:
             if raw.lower() not in _TRUE | _FALSE:

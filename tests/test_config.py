@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from training.cli import main as cli_main
 from training.config import ConfigError, load_config, parse_override
+from wardrobe.cli import main as cli_main
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
 

@@ -12,9 +12,9 @@ from conftest import tiny_checkpoint
 
 from contract.runtime import ModelError, check_model_file, load_model
 from training import export as export_module
-from training.cli import main as cli_main
 from training.fashion_mnist import CLASSES
 from training.quantize import quantize_int8
+from wardrobe.cli import main as cli_main
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 REQUIRED_METADATA = {

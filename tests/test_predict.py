@@ -7,7 +7,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from training.cli import main
+from wardrobe.cli import main
 
 LINE = re.compile(r"^(?P<path>.+): (?P<label>[\w/ -]+) \((?P<confidence>[01]\.\d{3})\)  top-3: ")
 

@@ -22,7 +22,7 @@ from report import cli
 from report.build import ReportSettings
 from report.robustness import seeded_subset
 from training import fashion_mnist
-from training.cli import main as wardrobe
+from wardrobe.cli import main as wardrobe
 
 SMALL = dict(
     limit=400,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-WARDROBE = [sys.executable, "-m", "training.cli"]
+WARDROBE = [sys.executable, "-m", "wardrobe"]
 
 
 def _wardrobe(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -18,7 +18,7 @@ from training.config import load_config
 from training.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]
-WARDROBE = [sys.executable, "-m", "training.cli"]
+WARDROBE = [sys.executable, "-m", "wardrobe"]
 TINY = [
     'model.arch="mlp"', "model.hidden=[32]", "data.train_subset=1000", "batch_size=100",
     "threads=1", "epochs=3",
@@ -104,7 +104,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
 
 
 def test_resume_of_a_directory_without_a_run_is_a_clear_error(tmp_path, capsys):
-    from training.cli import main
+    from wardrobe.cli import main
 
     assert main(["train", "--config", os.devnull, "--resume", str(tmp_path)]) == 1
     assert "not a run directory (no config.json)" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract.devices import check_device
 from training.augment import AugmentConfig
 from training.models import ModelConfig
 
@@ -126,8 +127,10 @@ class TrainConfig:
             raise ConfigError(f"patience must be >= 0, got {self.patience!r}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        try:
+            check_device(self.device)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0, got {self.threads!r}")
 

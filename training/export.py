@@ -1,10 +1,10 @@
-"""Export a trained run to the ONNX contract (CONTRACTS.md §2), with a parity check.
+"""Export a trained run to the ONNX contract (docs/contract.md), with a parity check.
 
 The graph takes raw pixels in [0, 1]: normalisation is already the model's
 first layer, BatchNorm is folded into the preceding conv/linear, and when the
 run evaluated with mirror test-time augmentation the graph averages both views.
 Parity with PyTorch is checked over all 10,000 test images through the
-service's own runtime; a failed check leaves no file behind.
+contract's own runtime; a failed check leaves no file behind.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from contract.runtime import load_model
+from contract import metadata as meta
+from contract.preprocess import to_model_input
+from contract.runtime import INPUT_NAME, OUTPUT_NAME, load_model
 from training import fashion_mnist
 from training.atomic import make_temp_beside
 from training.checkpoint import load_checkpoint
@@ -113,13 +115,8 @@ def _torch_logits(graph: nn.Module, images: np.ndarray, batch: int = 1000) -> np
     out = []
     with torch.no_grad():
         for start in range(0, len(images), batch):
-            x = torch.from_numpy(np.array(images[start : start + batch])).float().div_(255)[:, None]
-            out.append(graph(x).numpy())
+            out.append(graph(torch.from_numpy(to_model_input(images[start : start + batch]))).numpy())
     return np.concatenate(out)
-
-
-def _pixels(images: np.ndarray) -> np.ndarray:
-    return images.astype(np.float32)[:, None] / 255.0
 
 
 def _save_proto(proto: onnx.ModelProto, out: Path) -> Path:
@@ -136,8 +133,8 @@ def to_onnx(graph: nn.Module) -> onnx.ModelProto:
         graph,
         (example,),
         dynamo=True,
-        input_names=["image"],
-        output_names=["logits"],
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
         dynamic_shapes=({0: batch},),
         opset_version=OPSET,
         external_data=False,
@@ -145,15 +142,6 @@ def to_onnx(graph: nn.Module) -> onnx.ModelProto:
     )
     program.optimize()
     return program.model_proto
-
-
-def set_metadata(proto: onnx.ModelProto, values: dict[str, str]) -> None:
-    existing = {p.key: p for p in proto.metadata_props}
-    for key, value in values.items():
-        if key in existing:
-            existing[key].value = value
-        else:
-            proto.metadata_props.add(key=key, value=value)
 
 
 def export(source: Path, out: Path, data_dir: str | None = None) -> ExportResult:
@@ -164,40 +152,41 @@ def export(source: Path, out: Path, data_dir: str | None = None) -> ExportResult
     out.parent.mkdir(parents=True, exist_ok=True)
     model, cfg, state, run_dir = load_trained(source)
     ds = fashion_mnist.load(data_dir or cfg.data.data_dir or None)
-    val_idx = stratified_split(ds.train_labels, cfg.data.val_size, cfg.data.split_seed).val_indices
+    split = meta.ValidationSplit(cfg.data.val_size, cfg.data.split_seed)
+    val_idx = stratified_split(ds.train_labels, split.val_size, split.seed).val_indices
 
     reference = InferenceGraph(copy.deepcopy(model), cfg.tta_flip).eval()
     shipped = InferenceGraph(fold_batchnorm(copy.deepcopy(model)), cfg.tta_flip).eval()
     proto = to_onnx(shipped)
     n_params = count_parameters(model)
     run_info = json.loads((run_dir / "config.json").read_text()) if run_dir else {}
-    set_metadata(
+    meta.write_metadata(
         proto,
         {
-            "classes": json.dumps(list(fashion_mnist.CLASSES)),
-            "architecture": f"{cfg.model.arch.upper()} "
+            meta.CLASSES: json.dumps(list(fashion_mnist.CLASSES)),
+            meta.ARCHITECTURE: f"{cfg.model.arch.upper()} "
             + (
                 f"hidden={list(cfg.model.hidden)}"
                 if cfg.model.arch == "mlp"
                 else f"channels={list(cfg.model.channels)} convs={list(cfg.model.convs)}"
             )
             + (" +flip-TTA" if cfg.tta_flip else ""),
-            "parameters": str(n_params),
-            "dataset_sha256": ds.checksum,
-            "split_seed": str(cfg.data.split_seed),
-            "config": json.dumps(dataclasses.asdict(cfg)),
-            "source_commit": run_info.get("source_commit", "unknown"),
-            "trained_epochs": str(state.get("epoch", "")),
-            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "input_mean": str(FMNIST_MEAN),
-            "input_std": str(FMNIST_STD),
-            "opset": str(OPSET),
+            meta.PARAMETERS: str(n_params),
+            meta.DATASET_SHA256: ds.checksum,
+            **meta.split_metadata(split),
+            meta.CONFIG: json.dumps(dataclasses.asdict(cfg)),
+            meta.SOURCE_COMMIT: run_info.get("source_commit", "unknown"),
+            meta.TRAINED_EPOCHS: str(state.get("epoch", "")),
+            meta.EXPORTED_AT: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            meta.INPUT_MEAN: str(FMNIST_MEAN),
+            meta.INPUT_STD: str(FMNIST_STD),
+            meta.OPSET: str(OPSET),
         },
     )
     tmp = _save_proto(proto, out)
     try:
         runtime = load_model(tmp, device="cpu")
-        onnx_logits = runtime.logits(_pixels(ds.test_images))
+        onnx_logits = runtime.logits(to_model_input(ds.test_images))
         torch_logits = _torch_logits(reference, ds.test_images)
         diff = float(np.abs(onnx_logits - torch_logits).max())
         mismatched = int((onnx_logits.argmax(1) != torch_logits.argmax(1)).sum())
@@ -208,14 +197,16 @@ def export(source: Path, out: Path, data_dir: str | None = None) -> ExportResult
             )
         test_acc = float((onnx_logits.argmax(1) == ds.test_labels).mean())
         val_acc = float(
-            (runtime.logits(_pixels(ds.train_images[val_idx])).argmax(1) == ds.train_labels[val_idx]).mean()
+            (runtime.logits(to_model_input(ds.train_images[val_idx])).argmax(1) == ds.train_labels[val_idx]).mean()
         )
-        set_metadata(
+        meta.write_metadata(
             proto,
             {
-                "test_accuracy": f"{test_acc:.4f}",
-                "val_accuracy": f"{val_acc:.4f}",
-                "parity_max_abs_logit_diff": f"{diff:.3e}",
+                meta.TEST_ACCURACY: f"{test_acc:.4f}",
+                meta.VAL_ACCURACY: f"{val_acc:.4f}",
+                meta.PARITY_REFERENCE: meta.PARITY_REFERENCE_PYTORCH,
+                meta.PARITY_MAX_ABS_LOGIT_DIFF: f"{diff:.3e}",
+                meta.PARITY_CHANGED_PREDICTIONS: str(mismatched),
             },
         )
         onnx.save(proto, tmp)
@@ -225,16 +216,10 @@ def export(source: Path, out: Path, data_dir: str | None = None) -> ExportResult
     return ExportResult(out, test_acc, val_acc, diff, n_params, out.stat().st_size)
 
 
-def export_from_cli(source: Path, out: Path, quantize: str | None = None, data_dir: Path | None = None) -> None:
+def export_from_cli(source: Path, out: Path, data_dir: Path | None = None) -> ExportResult:
+    """`wardrobe export`: export, then print what was written and how it scored."""
     result = export(source, out, str(data_dir) if data_dir else None)
     print(f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB, {result.parameters:,} parameters)")
     print(f"parity over 10,000 test images: identical argmax, max |Δlogit| {result.max_abs_logit_diff:.2e}")
     print(f"validation accuracy {result.val_accuracy:.4f}, test accuracy {result.test_accuracy:.4f}")
-    if quantize == "int8":
-        from training.quantize import quantize_int8
-
-        q = quantize_int8(result.path, data_dir=str(data_dir) if data_dir else None)
-        print(
-            f"wrote {q.path} ({q.size_bytes / 1e6:.2f} MB): test accuracy {q.test_accuracy:.4f} "
-            f"({(q.test_accuracy - result.test_accuracy) * 100:+.2f} points vs FP32)"
-        )
+    return result

@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from contract.metadata import source_commit
 from training import fashion_mnist
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import TrainConfig, config_from_dict, load_config
@@ -178,23 +178,6 @@ def load_data(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, data_
     val_loader = TensorBatchLoader(x_val, y_val, 1000, device)
     test_loader = TensorBatchLoader(ds.test_images, ds.test_labels, 1000, device)
     return ds, split, len(train_idx), train_loader, val_loader, test_loader
-
-
-def source_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def main(cfg: TrainConfig, run_dir: Path | None = None, resume: bool = False, data_dir: str | None = None) -> Path:

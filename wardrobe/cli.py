@@ -30,7 +30,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from training.export import export_from_cli
 
-    export_from_cli(args.source, args.out, quantize=args.quantize, data_dir=args.data_dir)
+    result = export_from_cli(args.source, args.out, data_dir=args.data_dir)
+    if args.quantize == "int8":
+        from training.quantize import quantize_from_cli
+
+        quantize_from_cli(result, data_dir=args.data_dir)
     return 0
 
 
