@@ -19,6 +19,7 @@ from contract.runtime import cuda_available, load_model, top_k_predictions
 from service.batching import Batcher
 from service.settings import Settings
 from service.uploads import FIELD, SCOPE_KEY, Upload, UploadGate
+from service.wardrobe import wardrobe_app
 
 log = logging.getLogger("bentoml.wardrobe")  # under "bentoml": its log handlers apply
 
@@ -109,3 +110,5 @@ Wardrobe.add_asgi_middleware(
     max_pixels=SETTINGS.max_pixels,
     max_in_flight=SETTINGS.queue_bound,
 )
+# The page at /, the explorer at /docs and the /wardrobe/* endpoints (service/wardrobe.py).
+Wardrobe.mount_asgi_app(wardrobe_app(SETTINGS), path="/", name="wardrobe")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from contract.devices import check_device
 from contract.preprocess import DEFAULT_MAX_PIXELS
 from contract.runtime import model_path_from_env, threads_from_env
+from contract.store import database_url
 
 MiB = 1024 * 1024
 
@@ -50,6 +51,12 @@ class Settings:
     """WARDROBE_ACCESS_LOG: log every request (costs about half the throughput on small models)."""
     tracing: bool = False
     """WARDROBE_TRACING: OpenTelemetry spans for /classify (off: about 10% of a worker's CPU)."""
+    db: str = ""
+    """WARDROBE_DB: the wardrobe's database, a SQLite file path or a postgresql:// URL
+    (empty: wardrobe/wardrobe.db in the user's data directory; see docs/wardrobe.md)."""
+    token: str = field(default="", repr=False)
+    """WARDROBE_TOKEN: the wardrobe endpoints want `Authorization: Bearer <token>` (empty: no token,
+    and then they answer only when the server listens on a loopback address)."""
 
     def __post_init__(self) -> None:
         check_device(self.device, "WARDROBE_DEVICE")
@@ -66,6 +73,7 @@ class Settings:
             raise ValueError(f"WARDROBE_TIMEOUT_S must be positive, got {self.timeout_s!r}")
         if self.top_k > 10:
             raise ValueError(f"WARDROBE_TOP_K must be at most 10 (the classes), got {self.top_k!r}")
+        database_url(self.db)  # a ValueError naming WARDROBE_DB if it is not a usable path or URL
         if self.model is not None and not self.model.is_file():
             raise ValueError(f"WARDROBE_MODEL: {self.model} is not a file")
 

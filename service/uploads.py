@@ -53,6 +53,8 @@ class Upload:
 
     names: list[str]
     images: np.ndarray  # float32 [N, 1, 28, 28]
+    files: tuple[tuple[str, bytes], ...] = ()
+    """(filename, bytes) of each upload, in order, when the gate keeps them (the wardrobe's thumbnails)."""
 
 
 class BodyTooLarge(Exception):
@@ -93,8 +95,10 @@ class UploadGate:
         max_request_bytes: int,
         max_pixels: int,
         max_in_flight: int,
+        keep_files: bool = False,
     ):
         self.app = app
+        self.keep_files = keep_files
         self.max_in_flight = max_in_flight
         self.in_flight = 0  # requests on `path` being read, decoded, batched or answered
         self.path = path
@@ -187,7 +191,7 @@ class UploadGate:
                 others = ", ".join(repr(k) for k in dict.fromkeys(form.keys()))
                 got = f"got fields {others}" if others else "the form is empty"
                 raise UploadError(400, f"no files in field '{FIELD}' ({got})")
-            names, blobs = [], []
+            names, filenames, blobs = [], [], []
             for i, value in enumerate(values):
                 if not isinstance(value, UploadFile):
                     # A URL or any other text: refused, never fetched.
@@ -197,6 +201,7 @@ class UploadGate:
                         "send the image bytes (URLs are not fetched)",
                     )
                 names.append(f"'{value.filename}'" if value.filename else f"{FIELD}[{i}]")
+                filenames.append(value.filename or "")
                 blobs.append(await value.read())
         finally:
             await form.close()
@@ -204,7 +209,8 @@ class UploadGate:
             crops = self._decode(names, blobs)
         else:  # big photos: keep the event loop serving other requests meanwhile
             crops = await anyio.to_thread.run_sync(self._decode, names, blobs)
-        return Upload(names=names, images=to_model_input(crops))
+        files = tuple(zip(filenames, blobs, strict=True)) if self.keep_files else ()
+        return Upload(names=names, images=to_model_input(crops), files=files)
 
     def _decode(self, names: list[str], blobs: list[bytes]) -> list[np.ndarray]:
         crops = []

@@ -93,8 +93,10 @@ def test_the_bento_holds_the_service_and_the_model_and_nothing_else(bento):
     packages = [ROOT / "contract", ROOT / "service"]
     service = {p.relative_to(ROOT).as_posix() for package in packages for p in package.rglob("*.py")}
     samples = {p.relative_to(ROOT).as_posix() for p in (ROOT / "service/samples").glob("*.png")}
+    page = {p.relative_to(ROOT).as_posix() for p in (ROOT / "service/static").glob("*")}
+    migration_template = {"contract/store/migrations/script.py.mako"}
     served_models = {"models/cnn.onnx", "models/cnn-int8.onnx"}
-    assert files == service | samples | served_models | {"bentofile.yaml"}
+    assert files == service | samples | page | migration_template | served_models | {"bentofile.yaml"}
 
 
 def test_the_bento_requirements_pin_the_versions_the_tests_ran_with(bento):

@@ -41,7 +41,13 @@ def _container(deployment: dict) -> dict:
 
 
 def _env(deployment: dict) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in _container(deployment).get("env", [])}
+    """The literal values; entries taken from a Secret are in _secret_env."""
+    return {e["name"]: e["value"] for e in _container(deployment).get("env", []) if "value" in e}
+
+
+def _secret_env(deployment: dict) -> dict[str, dict]:
+    return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in _container(deployment).get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})}  # fmt: skip
 
 
 def _cpu_cores(quantity: str | int) -> float:
@@ -177,3 +183,11 @@ def test_the_image_is_the_bento_built_from_the_bentofile(name):
     bento_name = yaml.safe_load(BENTOFILE.read_text())["name"]
     image = _container(DEPLOYMENTS[name])["image"]
     assert image.rsplit("/", 1)[-1].split(":")[0] == bento_name
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_the_wardrobe_database_and_token_come_from_an_optional_secret(name):
+    secrets = _secret_env(DEPLOYMENTS[name])
+    assert set(secrets) == {"WARDROBE_DB", "WARDROBE_TOKEN"} <= SETTINGS_VARS
+    assert {(s["name"], s["key"], s["optional"]) for s in secrets.values()} == {
+        ("wardrobe", "database-url", True), ("wardrobe", "token", True)}  # fmt: skip

@@ -59,3 +59,11 @@ def test_automatic_values_fit_the_machine():
     assert (gpu.workers, gpu.threads, gpu.max_batch_size, gpu.max_latency_ms) == (1, 16, 256, 2.0)
     chosen = Settings(workers=1, max_latency_ms=5).resolved(gpu=False, cpu_count=8)
     assert (chosen.workers, chosen.threads, chosen.max_latency_ms) == (1, 8, 5)
+
+
+def test_the_wardrobe_database_and_token_are_read_and_the_token_is_never_printed():
+    settings = Settings.from_env({"WARDROBE_DB": "postgresql://u@db/w", "WARDROBE_TOKEN": "hunter2"})
+    assert (settings.db, settings.token) == ("postgresql://u@db/w", "hunter2")
+    assert "hunter2" not in repr(settings) and "hunter2" not in repr(settings.resolved(gpu=False, cpu_count=2))
+    with pytest.raises(ValueError, match="^WARDROBE_DB: unsupported database 'mysql'"):
+        Settings.from_env({"WARDROBE_DB": "mysql://u@db/w"})

@@ -1,0 +1,341 @@
+"""The wardrobe over HTTP: the page at /, the API explorer at /docs, and /wardrobe/* endpoints.
+
+A Starlette app mounted into the BentoML service (service/service.py). Uploads to
+POST /wardrobe/items pass the same upload gate as /classify (service/uploads.py:
+limits, decoding, 4xx naming the file), are classified through the service's
+batcher, and stored in one transaction (contract/store). Access rules are in
+service/access.py; the endpoints are described in docs/wardrobe.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio.to_thread
+import bentoml
+import numpy as np
+from PIL import Image, ImageOps
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from contract.confidence import is_unsure, unsure_threshold
+from contract.preprocess import ACCEPTED_FORMATS
+from contract.runtime import top_k_predictions
+from contract.store import UNSURE, Item, ItemNotFound, NewItem, Store, database_url
+from contract.store.database import describe
+from contract.store.export import write_export
+from contract.store.items import MAX_PAGE
+from service.access import WardrobeAccess, explain_at_start, listening_host
+from service.settings import Settings
+from service.uploads import SCOPE_KEY, Upload, UploadGate
+
+log = logging.getLogger("bentoml.wardrobe")
+
+STATIC = Path(__file__).with_name("static")
+ITEMS = "/wardrobe/items"
+THUMBNAIL_SIZE = 256
+THUMBNAIL_TYPE = "image/webp"
+MAX_JSON_BYTES = 64 * 1024
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
+)
+# Swagger UI sets inline styles; everything it loads still comes from this server.
+DOCS_POLICY = PAGE_POLICY.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+
+
+class ClientError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def make_thumbnail(data: bytes) -> bytes:
+    """An upload as a WebP at most THUMBNAIL_SIZE px on its long side, upright, alpha on white."""
+    with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
+        image.draft("RGB", (THUMBNAIL_SIZE * 2, THUMBNAIL_SIZE * 2))  # JPEG: decode at 1/2…1/8 scale
+        upright = ImageOps.exif_transpose(image)
+        if upright.mode in ("RGBA", "LA", "P", "PA") or "transparency" in upright.info:
+            rgba = upright.convert("RGBA")
+            upright = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+        small = upright.convert("RGB")
+        small.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        small.save(out, "WEBP", quality=80, method=4)
+        return out.getvalue()
+
+
+def _thumbnails(files: tuple[tuple[str, bytes], ...], crops: np.ndarray) -> list[bytes]:
+    thumbs = []
+    for (name, data), crop in zip(files, crops, strict=True):
+        try:
+            thumbs.append(make_thumbnail(data))
+        except Exception:  # the gate decoded this file already; if a thumbnail still fails, show the crop
+            log.warning("wardrobe: no thumbnail for %r; showing the model input instead", name, exc_info=True)
+            out = io.BytesIO()
+            Image.fromarray(crop).save(out, "WEBP", lossless=True)
+            thumbs.append(out.getvalue())
+    return thumbs
+
+
+def item_json(item: Item) -> dict[str, Any]:
+    """An item as the API answers it."""
+    return {
+        "id": item.id, "added_at": item.added_at.isoformat(), "filename": item.filename, "label": item.label,
+        "label_source": item.label_source, "shelf": item.shelf, "predicted_label": item.predicted_label,
+        "confidence": item.confidence, "top_k": item.top_k, "unsure": item.unsure, "model_sha256": item.model_sha256,
+        "corrected_label": item.corrected_label,
+        "corrected_at": item.corrected_at.isoformat() if item.corrected_at else None,
+        "thumbnail": f"{ITEMS}/{item.id}/thumbnail",
+    }  # fmt: skip
+
+
+class _GateOnPost:
+    """The upload gate for POST /wardrobe/items only; GET on the same path lists items."""
+
+    def __init__(self, app: ASGIApp, **gate_options: Any):
+        self.app = app
+        self.gate = UploadGate(app, path=ITEMS, keep_files=True, **gate_options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        post = scope["type"] == "http" and scope["method"] == "POST"
+        await (self.gate if post else self.app)(scope, receive, send)
+
+
+class WardrobeEndpoints:
+    """The handlers; the store opens on first use in each worker (and migrates then)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.url = database_url(settings.db)
+        self._store: Store | None = None
+        self._opening = asyncio.Lock()
+
+    async def store(self) -> Store:
+        if self._store is None:
+            async with self._opening:
+                if self._store is None:
+                    self._store = await anyio.to_thread.run_sync(Store.open, self.url)
+                    log.info("wardrobe: items are stored in %s", describe(self.url))
+        return self._store
+
+    async def _run(self, function, *args):
+        store = await self.store()
+        return await anyio.to_thread.run_sync(lambda: function(store, *args))
+
+    @staticmethod
+    def _service():
+        service = bentoml.get_current_service()
+        return service.batcher, service.classes, service.classifier.info
+
+    # -- endpoints ---------------------------------------------------------
+
+    async def items(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self._add(request)
+        if request.method not in ("GET", "HEAD"):
+            return _method_not_allowed(request, "GET, POST")
+        classes = self._service()[1]
+        try:
+            shelf, corrected, limit, before = _listing_query(request, classes)
+        except ClientError as exc:
+            return _error(exc.status, exc.message)
+        page = await self._run(lambda s: s.page(shelf=shelf, corrected=corrected, limit=limit, before=before))
+        following = None
+        if page.next_before is not None:
+            following = f"{ITEMS}?{urlencode(dict(request.query_params) | {'before': page.next_before})}"
+        return JSONResponse({"items": [item_json(i) for i in page.items], "next": following})
+
+    async def _add(self, request: Request) -> Response:
+        upload: Upload | None = request.scope.get(SCOPE_KEY)
+        if upload is None:  # only reachable if the gate was bypassed
+            return _error(400, "no upload: send files in field 'images'")
+        batcher, classes, info = self._service()
+        store = await self.store()  # before classifying: a database that cannot open fails fast
+        probabilities = await batcher.submit(upload.images)
+        answers = top_k_predictions(probabilities, classes, self.settings.top_k)
+        threshold = unsure_threshold(info.metadata)
+        crops = np.rint(upload.images[:, 0] * 255).astype(np.uint8)  # exactly the uint8 crops (x / 255)
+        thumbs = await anyio.to_thread.run_sync(_thumbnails, upload.files, crops)
+        new = [
+            NewItem(filename=name, thumbnail=thumb, thumbnail_type=THUMBNAIL_TYPE, model_input=crop,
+                    predicted_label=a["label"], confidence=a["confidence"], top_k=a["top_k"],
+                    unsure=is_unsure(a["confidence"], threshold), model_sha256=info.sha256)
+            for (name, _), thumb, crop, a in zip(upload.files, thumbs, crops, answers, strict=True)
+        ]  # fmt: skip
+        added = await anyio.to_thread.run_sync(store.add, new)
+        return JSONResponse([item_json(i) for i in added], status_code=201)
+
+    async def item(self, request: Request) -> Response:
+        try:
+            item_id = _item_id(request)
+            if request.method in ("GET", "HEAD"):
+                return JSONResponse(item_json(await self._run(Store.get, item_id)))
+            if request.method == "PATCH":
+                label = await _label_from_body(request, self._service()[1])
+                return JSONResponse(item_json(await self._run(Store.correct, item_id, label)))
+            if request.method == "DELETE":
+                await self._run(Store.delete, item_id)
+                return Response(status_code=204)
+            return _method_not_allowed(request, "GET, PATCH, DELETE")
+        except ClientError as exc:
+            return _error(exc.status, exc.message)
+        except ItemNotFound as exc:
+            return _error(404, str(exc))
+
+    async def thumbnail(self, request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return _method_not_allowed(request, "GET")
+        try:
+            data, media_type = await self._run(Store.thumbnail, _item_id(request))
+        except ClientError as exc:
+            return _error(exc.status, exc.message)
+        except ItemNotFound as exc:
+            return _error(404, str(exc))
+        # An id is never reused, so its thumbnail never changes.
+        return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=31536000, immutable"})
+
+    async def shelves(self, request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return _method_not_allowed(request, "GET")
+        _, classes, info = self._service()
+        counts, corrected = await self._run(lambda s: (s.counts(), s.corrected_count()))
+        shelves = [{"name": UNSURE, "title": "Not sure", "count": counts.get(UNSURE, 0)}]
+        shelves += [{"name": c, "title": c, "count": counts.get(c, 0)} for c in classes]
+        others = sorted(set(counts) - {UNSURE, *classes})  # labels of an earlier model with other classes
+        shelves += [{"name": c, "title": c, "count": counts[c]} for c in others]
+        return JSONResponse({
+            "classes": list(classes), "shelves": shelves, "total": sum(counts.values()), "corrected": corrected,
+            "model": {"sha256": info.sha256, "unsure_threshold": unsure_threshold(info.metadata)},
+            "limits": {"max_files": self.settings.max_files, "max_file_bytes": self.settings.max_file_bytes,
+                       "max_request_bytes": self.settings.max_request_bytes},
+        })  # fmt: skip
+
+    async def export(self, request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return _method_not_allowed(request, "GET")
+        classes = self._service()[1]
+        spool = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 - closed after streaming
+        await self._run(lambda s: write_export(s.labelled_images(), classes, spool))
+        spool.seek(0)
+
+        def chunks():
+            with spool:
+                while chunk := spool.read(256 * 1024):
+                    yield chunk
+
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        disposition = f'attachment; filename="wardrobe-export-{stamp}.zip"'
+        return StreamingResponse(chunks(), media_type="application/zip",
+                                 headers={"Content-Disposition": disposition})  # fmt: skip
+
+
+def _method_not_allowed(request: Request, allowed: str) -> JSONResponse:
+    return JSONResponse({"error": f"{request.method} {request.url.path}: use {allowed}"},
+                        status_code=405, headers={"Allow": allowed})  # fmt: skip
+
+
+def _item_id(request: Request) -> int:
+    raw = request.path_params["item_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ClientError(404, f"no wardrobe item with id {raw!r} (ids are whole numbers)")
+    return int(raw)
+
+
+def _listing_query(request: Request, classes: tuple[str, ...]) -> tuple[str | None, bool | None, int, int | None]:
+    query = request.query_params
+    unknown = sorted(set(query) - {"shelf", "corrected", "limit", "before"})
+    if unknown:
+        raise ClientError(400, f"unknown query parameter(s) {unknown}; use shelf, corrected, limit, before")
+    shelf = query.get("shelf")
+    if shelf is not None and shelf not in (UNSURE, *classes):
+        raise ClientError(400, f"unknown shelf {shelf!r}; use {UNSURE!r} or one of {list(classes)}")
+    corrected = {"true": True, "false": False, None: None}.get(query.get("corrected"), "bad")
+    if corrected == "bad":
+        raise ClientError(400, f"corrected must be true or false, got {query.get('corrected')!r}")
+    limit, before = query.get("limit", "100"), query.get("before")
+    if not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE:
+        raise ClientError(400, f"limit must be a whole number from 1 to {MAX_PAGE}, got {limit!r}")
+    if before is not None and not before.isdigit():
+        raise ClientError(400, f"before must be an item id, got {before!r}")
+    return shelf, corrected, int(limit), int(before) if before is not None else None
+
+
+async def _label_from_body(request: Request, classes: tuple[str, ...]) -> str | None:
+    """The `label` of a PATCH body: a class name, or null to give the decision back to the model."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON_BYTES:
+            raise ClientError(413, f"JSON body over the limit of {MAX_JSON_BYTES:,} bytes")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ClientError(400, f'malformed JSON body ({exc}); send {{"label": "<class name>"}}') from None
+    if not isinstance(data, dict) or "label" not in data:
+        raise ClientError(400, 'the JSON body must be an object with "label": a class name, or null')
+    if extra := sorted(set(data) - {"label"}):
+        raise ClientError(400, f'unknown field(s) {extra} in the JSON body; only "label" can change')
+    label = data["label"]
+    if label is not None and label not in classes:
+        raise ClientError(400, f"unknown label {label!r}; use one of {list(classes)} (or null)")
+    return label
+
+
+def _not_found(request: Request) -> Response:
+    return _error(404, f"no such wardrobe endpoint: {request.url.path} (see /docs)")
+
+
+def _page(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY,
+                                                         "Cache-Control": "no-cache"})  # fmt: skip
+
+
+def _docs(request: Request) -> Response:
+    return FileResponse(STATIC / "docs.html", headers={"Content-Security-Policy": DOCS_POLICY,
+                                                        "Cache-Control": "no-cache"})  # fmt: skip
+
+
+def wardrobe_app(settings: Settings) -> Starlette:
+    """The page, the explorer and the wardrobe endpoints, to mount at / in the BentoML service."""
+    endpoints = WardrobeEndpoints(settings)
+    every = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]  # each handler answers 405 in JSON itself
+    routes = [
+        Route("/", _page, methods=["GET", "HEAD"]),
+        Route("/docs", _docs, methods=["GET", "HEAD"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        Route(ITEMS, endpoints.items, methods=every),
+        Route(ITEMS + "/{item_id}", endpoints.item, methods=every),
+        Route(ITEMS + "/{item_id}/thumbnail", endpoints.thumbnail, methods=every),
+        Route("/wardrobe/shelves", endpoints.shelves, methods=every),
+        Route("/wardrobe/export", endpoints.export, methods=every),
+        Route("/wardrobe/{rest:path}", _not_found, methods=every),
+    ]
+    gate = {"max_files": settings.max_files, "max_file_bytes": settings.max_file_bytes,
+            "max_request_bytes": settings.max_request_bytes, "max_pixels": settings.max_pixels,
+            "max_in_flight": settings.queue_bound}  # fmt: skip
+    host = listening_host()
+    explain_at_start(settings.token, host)
+    middleware = [
+        Middleware(WardrobeAccess, token=settings.token, host=host),  # before any body is read
+        Middleware(_GateOnPost, **gate),
+    ]
+    return Starlette(routes=routes, middleware=middleware)
