@@ -58,11 +58,22 @@ PARITY_CHANGED_PREDICTIONS = "parity_changed_predictions"
 """Test images whose predicted class differs between this file and its parity reference."""
 QUANTIZATION = "quantization"
 """How an INT8 model was quantized (absent for FP32 models)."""
+TEMPERATURE = "temperature"
+"""The temperature fitted on the validation split; the graph already divides its logits by it,
+so softmax(logits) is the calibrated confidence (absent: the logits are raw)."""
+VAL_ECE = "val_ece"
+TEST_ECE = "test_ece"
+"""Expected calibration error (15 equal-width bins) of softmax(logits) of this file."""
+UNSURE_THRESHOLD = "unsure_threshold"
+"""Answers with a confidence below this are marked `unsure` (see `unsure_threshold`)."""
+UNSURE_TARGET_ACCURACY = "unsure_target_accuracy"
+"""The validation accuracy of the answers at or above UNSURE_THRESHOLD that the threshold was chosen for."""
 
 KEYS = (
     CLASSES, ARCHITECTURE, PARAMETERS, DATASET_SHA256, SPLIT_SEED, VAL_SIZE, CONFIG, SOURCE_COMMIT,
     TRAINED_EPOCHS, EXPORTED_AT, INPUT_MEAN, INPUT_STD, OPSET, TEST_ACCURACY, VAL_ACCURACY,
     PARITY_REFERENCE, PARITY_MAX_ABS_LOGIT_DIFF, PARITY_CHANGED_PREDICTIONS, QUANTIZATION,
+    TEMPERATURE, VAL_ECE, TEST_ECE, UNSURE_THRESHOLD, UNSURE_TARGET_ACCURACY,
 )  # fmt: skip
 """Every key our exporter and quantizer write, in the order docs/contract.md lists them."""
 

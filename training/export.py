@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from contract.preprocess import to_model_input
 from contract.runtime import INPUT_NAME, OUTPUT_NAME, load_model
 from training import fashion_mnist
 from training.atomic import make_temp_beside
+from training.calibration import confidence_threshold, expected_calibration_error, fit_temperature, softmax
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig, config_from_dict
 from training.data import stratified_split
@@ -35,6 +37,7 @@ from training.models import FMNIST_MEAN, FMNIST_STD, build_model, count_paramete
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-3  # max |Δlogit| allowed between PyTorch and onnxruntime (float32)
+UNSURE_TARGET_ACCURACY = 0.99  # answers above the recorded threshold were this accurate on validation
 
 
 class ExportError(RuntimeError):
@@ -42,18 +45,21 @@ class ExportError(RuntimeError):
 
 
 class InferenceGraph(nn.Module):
-    """What ships: the eval-mode model, plus the mirrored view when the run used flip TTA."""
+    """What ships: the eval-mode model, plus the mirrored view when the run used flip TTA, with
+    its logits divided by the temperature fitted on validation, so that the softmax every caller
+    takes is the calibrated confidence."""
 
-    def __init__(self, model: nn.Module, tta_flip: bool):
+    def __init__(self, model: nn.Module, tta_flip: bool, temperature: float = 1.0):
         super().__init__()
         self.model = model
         self.tta_flip = tta_flip
+        self.temperature = temperature
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         logits = self.model(image)
         if self.tta_flip:
             logits = (logits + self.model(image.flip(-1))) / 2
-        return logits
+        return logits / self.temperature if self.temperature != 1.0 else logits
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
@@ -84,6 +90,9 @@ class ExportResult:
     max_abs_logit_diff: float
     parameters: int
     size_bytes: int
+    temperature: float
+    test_ece: float
+    unsure_threshold: float
 
 
 def resolve_checkpoint(source: Path) -> tuple[Path, Path | None]:
@@ -155,8 +164,11 @@ def export(source: Path, out: Path, data_dir: str | None = None) -> ExportResult
     split = meta.ValidationSplit(cfg.data.val_size, cfg.data.split_seed)
     val_idx = stratified_split(ds.train_labels, split.val_size, split.seed).val_indices
 
-    reference = InferenceGraph(copy.deepcopy(model), cfg.tta_flip).eval()
-    shipped = InferenceGraph(fold_batchnorm(copy.deepcopy(model)), cfg.tta_flip).eval()
+    # Temperature scaling on the validation split (never the test split), baked into the graph.
+    val_images, val_labels = ds.train_images[val_idx], ds.train_labels[val_idx]
+    temperature = fit_temperature(_torch_logits(InferenceGraph(model, cfg.tta_flip).eval(), val_images), val_labels)
+    reference = InferenceGraph(copy.deepcopy(model), cfg.tta_flip, temperature).eval()
+    shipped = InferenceGraph(fold_batchnorm(copy.deepcopy(model)), cfg.tta_flip, temperature).eval()
     proto = to_onnx(shipped)
     n_params = count_parameters(model)
     run_info = json.loads((run_dir / "config.json").read_text()) if run_dir else {}
@@ -196,9 +208,10 @@ def export(source: Path, out: Path, data_dir: str | None = None) -> ExportResult
                 f"max |Δlogit| {diff:.2e} (tolerance {PARITY_TOLERANCE:g}); nothing written to {out}"
             )
         test_acc = float((onnx_logits.argmax(1) == ds.test_labels).mean())
-        val_acc = float(
-            (runtime.logits(to_model_input(ds.train_images[val_idx])).argmax(1) == ds.train_labels[val_idx]).mean()
-        )
+        val_probabilities = softmax(runtime.logits(to_model_input(val_images)))
+        val_acc = float((val_probabilities.argmax(1) == val_labels).mean())
+        threshold = confidence_threshold(val_probabilities, val_labels, UNSURE_TARGET_ACCURACY)
+        test_ece = expected_calibration_error(softmax(onnx_logits), ds.test_labels)
         meta.write_metadata(
             proto,
             {
@@ -207,13 +220,19 @@ def export(source: Path, out: Path, data_dir: str | None = None) -> ExportResult
                 meta.PARITY_REFERENCE: meta.PARITY_REFERENCE_PYTORCH,
                 meta.PARITY_MAX_ABS_LOGIT_DIFF: f"{diff:.3e}",
                 meta.PARITY_CHANGED_PREDICTIONS: str(mismatched),
+                meta.TEMPERATURE: f"{temperature:.4f}",
+                meta.VAL_ECE: f"{expected_calibration_error(val_probabilities, val_labels):.4f}",
+                meta.TEST_ECE: f"{test_ece:.4f}",
+                # rounded down, so every answer the threshold was chosen for stays above it
+                meta.UNSURE_THRESHOLD: f"{math.floor(threshold * 1e4) / 1e4:.4f}",
+                meta.UNSURE_TARGET_ACCURACY: str(UNSURE_TARGET_ACCURACY),
             },
         )
         onnx.save(proto, tmp)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return ExportResult(out, test_acc, val_acc, diff, n_params, out.stat().st_size)
+    return ExportResult(out, test_acc, val_acc, diff, n_params, out.stat().st_size, temperature, test_ece, threshold)
 
 
 def export_from_cli(source: Path, out: Path, data_dir: Path | None = None) -> ExportResult:
@@ -222,4 +241,9 @@ def export_from_cli(source: Path, out: Path, data_dir: Path | None = None) -> Ex
     print(f"wrote {result.path} ({result.size_bytes / 1e6:.2f} MB, {result.parameters:,} parameters)")
     print(f"parity over 10,000 test images: identical argmax, max |Δlogit| {result.max_abs_logit_diff:.2e}")
     print(f"validation accuracy {result.val_accuracy:.4f}, test accuracy {result.test_accuracy:.4f}")
+    print(
+        f"temperature {result.temperature:.3f} (fitted on validation, in the graph): test ECE {result.test_ece:.4f}; "
+        f"unsure below confidence {result.unsure_threshold:.3f} "
+        f"(validation accuracy {UNSURE_TARGET_ACCURACY:.0%} above it)"
+    )
     return result

@@ -1,0 +1,94 @@
+"""Confidence calibration: temperature scaling fitted on validation, the expected calibration
+error, and the confidence threshold that reaches a target accuracy.
+
+Pure NumPy (no SciPy), so the exporter runs wherever PyTorch and onnxruntime do. The
+report computes its calibration figures with these same functions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from contract.runtime import softmax as contract_softmax
+
+# Golden-section search on log T: NLL(softmax(z / T)) is convex in 1/T, hence unimodal in log T.
+_GOLDEN = (math.sqrt(5) - 1) / 2
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """The contract's softmax, in float64 for statistics."""
+    return contract_softmax(logits, temperature, dtype=np.float64)
+
+
+def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean cross-entropy of softmax(logits / T) against the labels."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(z).sum(axis=1))
+    return float(np.mean(log_norm - z[np.arange(len(labels)), labels]))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, tolerance: float = 1e-5) -> float:
+    """The temperature T > 0 minimising the NLL of softmax(logits / T) (Guo et al. 2017)."""
+    if len(logits) == 0 or len(logits) != len(labels):
+        raise ValueError(f"fit_temperature needs as many logits as labels (> 0), got {len(logits)} and {len(labels)}")
+    lo, hi = math.log(TEMPERATURE_BOUNDS[0]), math.log(TEMPERATURE_BOUNDS[1])
+
+    def nll(log_t: float) -> float:
+        return negative_log_likelihood(logits, labels, math.exp(log_t))
+
+    a, b = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    while hi - lo > tolerance:
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - _GOLDEN * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + _GOLDEN * (hi - lo)
+            fb = nll(b)
+    return math.exp((lo + hi) / 2)
+
+
+def calibration_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
+    """Equal-width confidence bins (lo, hi] as in Guo et al. 2017: count, accuracy and mean
+    confidence per bin, and the expected calibration error (bin-weighted |acc - conf|)."""
+    probabilities = np.asarray(probabilities)
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == labels).astype(np.float64)
+    which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    acc_sum = np.bincount(which, weights=correct, minlength=bins)
+    conf_sum = np.bincount(which, weights=confidence, minlength=bins)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc = np.where(count > 0, acc_sum / count, 0.0)
+        conf = np.where(count > 0, conf_sum / count, 0.0)
+    ece = float(np.sum(count / len(labels) * np.abs(acc - conf)))
+    return {"bins": bins, "count": count.tolist(), "accuracy": acc.tolist(), "confidence": conf.tolist(), "ece": ece}
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    return calibration_bins(probabilities, labels, bins)["ece"]
+
+
+def confidence_threshold(probabilities: np.ndarray, labels: np.ndarray, target_accuracy: float) -> float:
+    """The lowest confidence t such that the answers with confidence ≥ t are at least
+    `target_accuracy` correct (the most answers that keep the target). Ties stay together;
+    when even the most confident group misses the target, the top confidence is returned."""
+    if not 0 < target_accuracy <= 1:
+        raise ValueError(f"target_accuracy must be in (0, 1], got {target_accuracy!r}")
+    probabilities = np.asarray(probabilities)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    order = np.argsort(-confidence, kind="stable")
+    conf_sorted = confidence[order]
+    accuracy = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    # only cut where the next confidence differs, so a threshold keeps whole tie groups
+    cut = np.r_[conf_sorted[1:] != conf_sorted[:-1], True] & (accuracy >= target_accuracy)
+    if not cut.any():
+        return float(conf_sorted[0])
+    return float(conf_sorted[np.flatnonzero(cut)[-1]])
