@@ -19,8 +19,9 @@ from pathlib import Path
 import onnx
 
 from benchmarks.model_speed import measure
+from contract.metadata import write_metadata
 from training.atomic import write_json
-from training.export import InferenceGraph, fold_batchnorm, set_metadata, to_onnx
+from training.export import InferenceGraph, fold_batchnorm, to_onnx
 from training.fashion_mnist import CLASSES
 from training.models import ModelConfig, build_model, count_parameters
 
@@ -39,7 +40,7 @@ def export_untrained(cfg: ModelConfig, path: Path) -> int:
     """Write the candidate as the exporter would ship it; return its parameter count."""
     model = build_model(cfg).eval()
     proto = to_onnx(InferenceGraph(fold_batchnorm(model), tta_flip=True).eval())
-    set_metadata(proto, {"classes": json.dumps(list(CLASSES))})
+    write_metadata(proto, {"classes": json.dumps(list(CLASSES))})
     onnx.save(proto, path)
     return count_parameters(build_model(cfg))
 

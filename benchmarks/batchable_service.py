@@ -16,7 +16,7 @@ import bentoml
 import numpy as np
 from starlette.responses import JSONResponse
 
-from contract.runtime import load_model, top_k_predictions
+from contract.runtime import load_model
 from service.settings import Settings
 from service.uploads import SCOPE_KEY, UploadGate
 
@@ -42,13 +42,13 @@ class Front:
     model = bentoml.depends(Model)
 
     def __init__(self) -> None:
-        self.classes = load_model(SETTINGS.model, device="cpu", threads=1).classes
+        self.classifier = load_model(SETTINGS.model, device="cpu", threads=1)
 
     @bentoml.api(route="/classify")
     async def classify(self, ctx: bentoml.Context) -> list[dict[str, Any]]:
         upload = ctx.request.scope[SCOPE_KEY]
         probabilities = await self.model.to_async.probabilities(upload.images)
-        return JSONResponse(top_k_predictions(probabilities, self.classes, 3))
+        return JSONResponse(self.classifier.answers(probabilities, 3))
 
 
 Front.add_asgi_middleware(

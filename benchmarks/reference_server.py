@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
-from contract.runtime import load_model, top_k_predictions
+from contract.runtime import load_model
 
 
 def build_app(model: str | None, threads: int) -> Starlette:
@@ -28,7 +28,7 @@ def build_app(model: str | None, threads: int) -> Starlette:
         form = await request.form()
         crops = [to_fashion_mnist(decode_image(await f.read())) for f in form.getlist("images")]
         probabilities = classifier.probabilities(to_model_input(crops))
-        return JSONResponse(top_k_predictions(probabilities, classifier.classes, 3))
+        return JSONResponse(classifier.answers(probabilities, 3))
 
     async def ready(_: Request) -> JSONResponse:
         return JSONResponse({"ready": True})

@@ -155,6 +155,22 @@ def number(metadata: Mapping[str, str], key: str) -> float:
         raise MetadataError(f"metadata '{key}' must be a number, got {metadata[key][:100]!r}") from None
 
 
+DEFAULT_UNSURE_THRESHOLD = 0.5
+"""The `unsure` threshold of models that record none (exported before calibration): below an even
+chance the answer is more likely wrong than right."""
+
+
+def unsure_threshold(metadata: Mapping[str, str]) -> float:
+    """The confidence below which an answer is marked `unsure`: the model's recorded
+    UNSURE_THRESHOLD, else DEFAULT_UNSURE_THRESHOLD."""
+    if UNSURE_THRESHOLD not in metadata:
+        return DEFAULT_UNSURE_THRESHOLD
+    value = number(metadata, UNSURE_THRESHOLD)
+    if not 0.0 <= value <= 1.0:
+        raise MetadataError(f"metadata '{UNSURE_THRESHOLD}' must be in [0, 1], got {value!r}")
+    return value
+
+
 # ---------------------------------------------------------------------------
 # The validation split
 

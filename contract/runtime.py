@@ -53,6 +53,11 @@ class ModelInfo:
     metadata: dict[str, str]
     providers: tuple[str, ...]
 
+    @property
+    def unsure_threshold(self) -> float:
+        """Answers below this confidence are marked `unsure` (recorded at export, or the default)."""
+        return meta.unsure_threshold(self.metadata)
+
 
 class Classifier:
     """An onnxruntime session behind the contract: images in [0, 1] in, logits out."""
@@ -80,6 +85,10 @@ class Classifier:
             for start in range(0, len(images), CHUNK)
         ]
         return np.concatenate(outputs).astype(np.float32, copy=False)
+
+    def answers(self, probabilities: np.ndarray, k: int) -> list[dict]:
+        """The contract's answer per image for probabilities this model produced."""
+        return top_k_predictions(probabilities, self.classes, k, unsure_below=self.info.unsure_threshold)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Softmax of the logits, float32 [N, 10]."""
@@ -112,6 +121,47 @@ def model_path_from_env(environ: Mapping[str, str] | None = None) -> Path | None
 def default_model_path(environ: Mapping[str, str] | None = None) -> Path:
     """$WARDROBE_MODEL if set, else the shipped CNN in <repo>/models/cnn.onnx."""
     return model_path_from_env(environ) or SHIPPED_MODEL
+
+
+INT8_MAX_ACCURACY_LOSS = 0.002
+"""The INT8 variant is served on CPU only when its recorded test accuracy is at most this far below FP32's."""
+
+
+def int8_variant(fp32_path: Path) -> Path:
+    """Where the INT8 variant of a model lives: `<name>-int8.onnx` beside it."""
+    return fp32_path.with_name(fp32_path.stem + "-int8.onnx")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model file to serve and why that one."""
+
+    path: Path
+    reason: str
+
+
+def choose_model(device: str, environ: Mapping[str, str] | None = None) -> ModelChoice:
+    """$WARDROBE_MODEL when set; else, on CPU, the shipped INT8 variant when it sits beside the FP32
+    file and its recorded test accuracy is within INT8_MAX_ACCURACY_LOSS of FP32's; else FP32."""
+    if explicit := model_path_from_env(environ):
+        return ModelChoice(explicit, f"{MODEL_ENV} is set")
+    fp32 = SHIPPED_MODEL
+    if select_providers(device)[0] != "CPUExecutionProvider":
+        return ModelChoice(fp32, "FP32 on the GPU")
+    int8 = int8_variant(fp32)
+    if not int8.is_file():
+        return ModelChoice(fp32, f"no INT8 variant at {int8}")
+    try:
+        int8_accuracy = meta.number(meta.read_metadata(check_model_file(int8)), meta.TEST_ACCURACY)
+        fp32_accuracy = meta.number(meta.read_metadata(check_model_file(fp32)), meta.TEST_ACCURACY)
+    except (ModelError, meta.MetadataError) as exc:
+        return ModelChoice(fp32, f"INT8 variant not usable: {exc}")
+    if int8_accuracy < fp32_accuracy - INT8_MAX_ACCURACY_LOSS:
+        return ModelChoice(
+            fp32, f"INT8 test accuracy {int8_accuracy:.4f} is more than {INT8_MAX_ACCURACY_LOSS * 100:g} "
+            f"points below FP32's {fp32_accuracy:.4f}",
+        )  # fmt: skip
+    return ModelChoice(int8, f"INT8 on CPU (test accuracy {int8_accuracy:.4f}, FP32 {fp32_accuracy:.4f})")
 
 
 # ---------------------------------------------------------------------------
@@ -311,8 +361,13 @@ def resolve_threads(threads: int | None) -> int:
 def load_model(
     path: Path | str | None = None, device: str = "auto", threads: int | None = None
 ) -> Classifier:
-    """Open, check and warm up a model; the one way to get a Classifier."""
-    path = Path(path) if path is not None else default_model_path()
+    """Open, check and warm up a model; the one way to get a Classifier. Without a path, the
+    model `choose_model` picks for the device."""
+    if path is None:
+        choice = choose_model(device)
+        log.info("serving %s: %s", choice.path, choice.reason)
+        path = choice.path
+    path = Path(path)
     providers = select_providers(device)
     options = ort.SessionOptions()
     options.intra_op_num_threads = resolve_threads(threads)
@@ -364,8 +419,11 @@ def load_model(
     return classifier
 
 
-def top_k_predictions(probabilities: np.ndarray, classes: Sequence[str], k: int) -> list[dict]:
-    """One answer per image as docs/contract.md states: label, class_id, confidence and the top k."""
+def top_k_predictions(
+    probabilities: np.ndarray, classes: Sequence[str], k: int, *, unsure_below: float
+) -> list[dict]:
+    """One answer per image as docs/contract.md states: label, class_id, confidence, the top k, and
+    `unsure` when the confidence is below `unsure_below` (see `ModelInfo.unsure_threshold`)."""
     probabilities = np.asarray(probabilities)
     if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):
         raise ValueError(
@@ -388,6 +446,7 @@ def top_k_predictions(probabilities: np.ndarray, classes: Sequence[str], k: int)
                 "class_id": top[0]["class_id"],
                 "confidence": top[0]["probability"],
                 "top_k": top,
+                "unsure": bool(row[ids[0]] < unsure_below),
             }
         )
     return answers

@@ -6,14 +6,16 @@ import sys
 from pathlib import Path
 
 from contract.preprocess import ImageError, load_image_file, to_fashion_mnist, to_model_input
-from contract.runtime import load_model, top_k_predictions
+from contract.runtime import load_model
 
 
 def format_prediction(path: Path, answer: dict) -> str:
-    """`path: Label (0.973)  top-3: Label 0.973, Other 0.020, …`"""
+    """`path: Label (0.973)  top-3: Label 0.973, Other 0.020, …`, with ", unsure" after the
+    confidence when the model is unsure."""
     ranked = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in answer["top_k"])
+    unsure = ", unsure" if answer["unsure"] else ""
     return (
-        f"{path}: {answer['label']} ({answer['confidence']:.3f})  "
+        f"{path}: {answer['label']} ({answer['confidence']:.3f}{unsure})  "
         f"top-{len(answer['top_k'])}: {ranked}"
     )
 
@@ -35,9 +37,7 @@ def predict_files(paths: list[Path], model: Path | None = None, top_k: int = 3) 
     answers = {}
     if crops:
         probabilities = classifier.probabilities(to_model_input(list(crops.values())))
-        answers = dict(
-            zip(crops, top_k_predictions(probabilities, classifier.classes, top_k), strict=True)
-        )
+        answers = dict(zip(crops, classifier.answers(probabilities, top_k), strict=True))
     for index, path in enumerate(paths):
         if index in errors:
             sys.stdout.flush()  # keep the lines in file order when both streams share a terminal

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from contract.runtime import check_model_file, default_model_path
+from contract.runtime import check_model_file, choose_model
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,10 +22,16 @@ SAMPLE = ROOT / "service" / "samples" / "sneaker.png"
 
 def start(model: Path | None, port: int, host: str) -> subprocess.Popen:
     """Check the settings and the model here (one clear line if wrong), then start the server."""
-    path = model if model is not None else default_model_path()
+    settings = Settings.from_env(os.environ)  # a bad WARDROBE_* value fails now, naming the variable
+    if model is not None:
+        path = model
+    else:
+        choice = choose_model(settings.device)
+        path = choice.path
+        print(f"serving {path}: {choice.reason}", flush=True)
     check_model_file(path)  # a missing or broken model fails now, naming the file
     env = {**os.environ, "WARDROBE_MODEL": str(path.resolve())}
-    Settings.from_env(env)  # a bad WARDROBE_* value fails now, naming the variable
+    Settings.from_env(env)
     command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port),
                "--host", host]  # fmt: skip
     return subprocess.Popen(command, cwd=ROOT, env=env)

@@ -15,7 +15,7 @@ import bentoml
 import numpy as np
 from starlette.responses import JSONResponse
 
-from contract.runtime import cuda_available, load_model, top_k_predictions
+from contract.runtime import cuda_available, load_model
 from service.batching import Batcher
 from service.settings import Settings
 from service.uploads import FIELD, SCOPE_KEY, Upload, UploadGate
@@ -85,7 +85,7 @@ class Wardrobe:
         if upload is None:  # only reachable if the gate was bypassed
             return _error(ctx, 400, f"no upload: send files in field '{FIELD}'")
         probabilities = await self.batcher.submit(upload.images)
-        answers = top_k_predictions(probabilities, self.classes, self.settings.top_k)
+        answers = self.classifier.answers(probabilities, self.settings.top_k)
         for answer in answers:
             self.predictions[answer["label"]].inc()
         return JSONResponse(answers)

@@ -9,7 +9,7 @@ from PIL import Image
 
 from wardrobe.cli import main
 
-LINE = re.compile(r"^(?P<path>.+): (?P<label>[\w/ -]+) \((?P<confidence>[01]\.\d{3})\)  top-3: ")
+LINE = re.compile(r"^(?P<path>.+): (?P<label>[\w/ -]+) \((?P<confidence>[01]\.\d{3})(?P<unsure>, unsure)?\)  top-3: ")
 
 
 def _photo(path, fmt):
@@ -72,3 +72,17 @@ def test_a_missing_model_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert err.strip() == f"wardrobe predict: error: {tmp_path / 'none.onnx'}: model file not found"
+
+
+def test_unsure_answers_say_so_on_their_line(tiny_model_path, tmp_path, capsys):
+    import onnx
+
+    from contract import metadata as meta
+
+    proto = onnx.load(tiny_model_path)
+    meta.write_metadata(proto, {meta.UNSURE_THRESHOLD: "1.0"})  # nothing is sure enough
+    onnx.save(proto, tmp_path / "strict.onnx")
+    photo = _photo(tmp_path / "a.png", "PNG")
+    assert main(["predict", str(photo), "--model", str(tmp_path / "strict.onnx")]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert LINE.match(line)["unsure"] == ", unsure"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -204,7 +205,7 @@ def test_top_k_answers_follow_the_http_contract():
     classes = [f"c{i}" for i in range(10)]
     p = np.full((2, 10), 0.01, dtype=np.float32)
     p[0, 7], p[0, 5], p[1, 2] = 0.873456, 0.04, 0.91
-    answers = top_k_predictions(p, classes, 3)
+    answers = top_k_predictions(p, classes, 3, unsure_below=0.9)
     assert answers[0] == {
         "label": "c7",
         "class_id": 7,
@@ -214,8 +215,86 @@ def test_top_k_answers_follow_the_http_contract():
             {"label": "c5", "class_id": 5, "probability": 0.04},
             {"label": "c0", "class_id": 0, "probability": 0.01},
         ],
+        "unsure": True,
     }
-    assert answers[1]["label"] == "c2"
-    assert len(top_k_predictions(p, classes, 50)[0]["top_k"]) == 10
+    assert answers[1]["label"] == "c2" and answers[1]["unsure"] is False
+    assert len(top_k_predictions(p, classes, 50, unsure_below=0.5)[0]["top_k"]) == 10
     with pytest.raises(ValueError, match="top_k must be at least 1, got 0"):
-        top_k_predictions(p, classes, 0)
+        top_k_predictions(p, classes, 0, unsure_below=0.5)
+
+
+def test_unsure_follows_the_threshold_the_model_records(tiny_model_path, tmp_path):
+    import onnx
+
+    from contract import metadata as meta
+
+    model = load_model(tiny_model_path, device="cpu", threads=1)
+    p = np.zeros((2, 10), dtype=np.float32)
+    p[0, 3], p[0, 4], p[1, 3], p[1, 4] = 0.6, 0.4, 0.99, 0.01
+    recorded = model.info.unsure_threshold
+    assert recorded == float(model.info.metadata[meta.UNSURE_THRESHOLD])
+    proto = onnx.load(tiny_model_path)
+    meta.write_metadata(proto, {meta.UNSURE_THRESHOLD: "0.95"})
+    onnx.save(proto, tmp_path / "strict.onnx")
+    strict = load_model(tmp_path / "strict.onnx", device="cpu", threads=1)
+    assert [a["unsure"] for a in strict.answers(p, 2)] == [True, False]
+    # a model from before calibration records no threshold: the documented default applies
+    del proto.metadata_props[[q.key for q in proto.metadata_props].index(meta.UNSURE_THRESHOLD)]
+    onnx.save(proto, tmp_path / "legacy.onnx")
+    legacy = load_model(tmp_path / "legacy.onnx", device="cpu", threads=1)
+    assert legacy.info.unsure_threshold == meta.DEFAULT_UNSURE_THRESHOLD == 0.5
+    assert [a["unsure"] for a in legacy.answers(p, 2)] == [False, False]
+    meta.write_metadata(proto, {meta.UNSURE_THRESHOLD: "1.5"})
+    onnx.save(proto, tmp_path / "broken.onnx")
+    with pytest.raises(meta.MetadataError, match="unsure_threshold' must be in"):
+        _ = load_model(tmp_path / "broken.onnx", device="cpu", threads=1).info.unsure_threshold
+
+
+def _shipped_pair(tmp_path, tiny_model_path, int8_accuracy: str | None):
+    """models/cnn.onnx and (unless None) a cnn-int8.onnx beside it recording `int8_accuracy`."""
+    import onnx
+
+    from contract import metadata as meta
+
+    fp32 = tmp_path / "cnn.onnx"
+    proto = onnx.load(tiny_model_path)
+    meta.write_metadata(proto, {meta.TEST_ACCURACY: "0.9500"})
+    onnx.save(proto, fp32)
+    if int8_accuracy is not None:
+        meta.write_metadata(proto, {meta.TEST_ACCURACY: int8_accuracy})
+        onnx.save(proto, tmp_path / "cnn-int8.onnx")
+    return fp32
+
+
+@pytest.mark.parametrize(
+    ("int8_accuracy", "served", "why"),
+    [
+        ("0.9490", "cnn-int8.onnx", "INT8 on CPU"),  # 0.1 points below: close enough
+        ("0.9600", "cnn-int8.onnx", "INT8 on CPU"),
+        ("0.9470", "cnn.onnx", "more than 0.2 points below"),
+        (None, "cnn.onnx", "no INT8 variant"),
+    ],
+)
+def test_cpu_serves_the_int8_variant_only_when_it_is_as_accurate(
+    monkeypatch, tmp_path, tiny_model_path, int8_accuracy, served, why
+):
+    monkeypatch.setattr(runtime, "SHIPPED_MODEL", _shipped_pair(tmp_path, tiny_model_path, int8_accuracy))
+    choice = runtime.choose_model("cpu", environ={})
+    assert choice.path.name == served and why in choice.reason
+    monkeypatch.delenv("WARDROBE_MODEL", raising=False)
+    assert load_model(device="cpu", threads=1).info.path.name == served
+
+
+def test_a_broken_int8_file_falls_back_to_fp32(monkeypatch, tmp_path, tiny_model_path):
+    monkeypatch.setattr(runtime, "SHIPPED_MODEL", _shipped_pair(tmp_path, tiny_model_path, "0.95"))
+    (tmp_path / "cnn-int8.onnx").write_bytes(b"not a model")
+    choice = runtime.choose_model("cpu", environ={})
+    assert choice.path.name == "cnn.onnx" and "INT8 variant not usable" in choice.reason
+
+
+def test_wardrobe_model_and_the_gpu_override_the_int8_default(monkeypatch, tmp_path, tiny_model_path):
+    monkeypatch.setattr(runtime, "SHIPPED_MODEL", _shipped_pair(tmp_path, tiny_model_path, "0.95"))
+    assert runtime.choose_model("cpu", environ={"WARDROBE_MODEL": "/x/other.onnx"}).path == Path("/x/other.onnx")
+    monkeypatch.setattr(runtime, "cuda_available", lambda: True)
+    choice = runtime.choose_model("auto", environ={})
+    assert choice.path.name == "cnn.onnx" and choice.reason == "FP32 on the GPU"

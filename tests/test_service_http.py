@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
-from contract.runtime import load_model, top_k_predictions
+from contract.runtime import load_model
 from service.serve import SERVICE, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,11 +90,12 @@ def _metric(url: str, name: str) -> float:
     return sum(values)
 
 
-def test_one_image_gets_the_contract_answer(server):
+def test_one_image_gets_the_contract_answer(server, tiny_model_path):
     response = _classify(server, [("images", ("sneaker.png", (SAMPLES / "sneaker.png").read_bytes()))])
     assert response.status_code == 200
     [answer] = response.json()
-    assert set(answer) == {"label", "class_id", "confidence", "top_k"}
+    assert set(answer) == {"label", "class_id", "confidence", "top_k", "unsure"}
+    assert answer["unsure"] is (answer["confidence"] < load_model(tiny_model_path).info.unsure_threshold)
     assert answer["top_k"][0] == {
         "label": answer["label"], "class_id": answer["class_id"],
         "probability": answer["confidence"],
@@ -106,7 +107,7 @@ def test_many_images_are_answered_in_request_order(server, tiny_model_path):
     blobs = [_noise_png(seed) for seed in range(5)] + [(SAMPLES / "trouser.png").read_bytes()]
     classifier = load_model(tiny_model_path, device="cpu", threads=1)
     inputs = to_model_input([to_fashion_mnist(decode_image(b)) for b in blobs])
-    expected = top_k_predictions(classifier.probabilities(inputs), classifier.classes, 3)
+    expected = classifier.answers(classifier.probabilities(inputs), 3)
     assert len({json.dumps(e) for e in expected}) == len(blobs)  # order is visible
     response = _classify(server, [("images", (f"{i}.png", b)) for i, b in enumerate(blobs)])
     assert response.status_code == 200

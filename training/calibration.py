@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from contract import metadata as meta
 from contract.runtime import softmax as contract_softmax
 
 # Golden-section search on log T: NLL(softmax(z / T)) is convex in 1/T, hence unimodal in log T.
@@ -92,3 +93,21 @@ def confidence_threshold(probabilities: np.ndarray, labels: np.ndarray, target_a
     if not cut.any():
         return float(conf_sorted[0])
     return float(conf_sorted[np.flatnonzero(cut)[-1]])
+
+
+UNSURE_TARGET_ACCURACY = 0.99  # answers at or above the recorded threshold were this accurate on validation
+
+
+def calibration_metadata(
+    val_probabilities: np.ndarray, val_labels: np.ndarray, test_probabilities: np.ndarray, test_labels: np.ndarray
+) -> dict[str, str]:
+    """The calibration entries of a model's metadata, from the probabilities the file itself serves:
+    ECE on validation and test, and the `unsure` threshold chosen on validation."""
+    threshold = confidence_threshold(val_probabilities, val_labels, UNSURE_TARGET_ACCURACY)
+    return {
+        meta.VAL_ECE: f"{expected_calibration_error(val_probabilities, val_labels):.4f}",
+        meta.TEST_ECE: f"{expected_calibration_error(test_probabilities, test_labels):.4f}",
+        # rounded down, so every answer the threshold was chosen for stays above it
+        meta.UNSURE_THRESHOLD: f"{math.floor(threshold * 1e4) / 1e4:.4f}",
+        meta.UNSURE_TARGET_ACCURACY: str(UNSURE_TARGET_ACCURACY),
+    }

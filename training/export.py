@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from contract.preprocess import to_model_input
 from contract.runtime import INPUT_NAME, OUTPUT_NAME, load_model
 from training import fashion_mnist
 from training.atomic import make_temp_beside
-from training.calibration import confidence_threshold, expected_calibration_error, fit_temperature, softmax
+from training.calibration import UNSURE_TARGET_ACCURACY, calibration_metadata, fit_temperature, softmax
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig, config_from_dict
 from training.data import stratified_split
@@ -37,7 +36,6 @@ from training.models import FMNIST_MEAN, FMNIST_STD, build_model, count_paramete
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-3  # max |Δlogit| allowed between PyTorch and onnxruntime (float32)
-UNSURE_TARGET_ACCURACY = 0.99  # answers above the recorded threshold were this accurate on validation
 
 
 class ExportError(RuntimeError):
@@ -210,8 +208,7 @@ def export(source: Path, out: Path, data_dir: str | None = None) -> ExportResult
         test_acc = float((onnx_logits.argmax(1) == ds.test_labels).mean())
         val_probabilities = softmax(runtime.logits(to_model_input(val_images)))
         val_acc = float((val_probabilities.argmax(1) == val_labels).mean())
-        threshold = confidence_threshold(val_probabilities, val_labels, UNSURE_TARGET_ACCURACY)
-        test_ece = expected_calibration_error(softmax(onnx_logits), ds.test_labels)
+        calibration = calibration_metadata(val_probabilities, val_labels, softmax(onnx_logits), ds.test_labels)
         meta.write_metadata(
             proto,
             {
@@ -221,18 +218,17 @@ def export(source: Path, out: Path, data_dir: str | None = None) -> ExportResult
                 meta.PARITY_MAX_ABS_LOGIT_DIFF: f"{diff:.3e}",
                 meta.PARITY_CHANGED_PREDICTIONS: str(mismatched),
                 meta.TEMPERATURE: f"{temperature:.4f}",
-                meta.VAL_ECE: f"{expected_calibration_error(val_probabilities, val_labels):.4f}",
-                meta.TEST_ECE: f"{test_ece:.4f}",
-                # rounded down, so every answer the threshold was chosen for stays above it
-                meta.UNSURE_THRESHOLD: f"{math.floor(threshold * 1e4) / 1e4:.4f}",
-                meta.UNSURE_TARGET_ACCURACY: str(UNSURE_TARGET_ACCURACY),
+                **calibration,
             },
         )
         onnx.save(proto, tmp)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return ExportResult(out, test_acc, val_acc, diff, n_params, out.stat().st_size, temperature, test_ece, threshold)
+    return ExportResult(
+        out, test_acc, val_acc, diff, n_params, out.stat().st_size, temperature,
+        float(calibration[meta.TEST_ECE]), float(calibration[meta.UNSURE_THRESHOLD]),
+    )  # fmt: skip
 
 
 def export_from_cli(source: Path, out: Path, data_dir: Path | None = None) -> ExportResult:

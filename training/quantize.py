@@ -19,8 +19,9 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 from contract import metadata as meta
 from contract.preprocess import to_model_input
-from contract.runtime import INPUT_NAME, load_model
+from contract.runtime import INPUT_NAME, int8_variant, load_model
 from training import fashion_mnist
+from training.calibration import calibration_metadata, softmax
 from training.data import Split, stratified_split
 
 
@@ -45,10 +46,6 @@ class TrainImages(CalibrationDataReader):
         return None if batch is None else {INPUT_NAME: batch}
 
 
-def int8_path(fp32_path: Path) -> Path:
-    return fp32_path.with_name(fp32_path.stem + "-int8.onnx")
-
-
 def calibration_indices(split: Split, count: int, seed: int) -> np.ndarray:
     """`count` indices drawn (seeded, without replacement) from the split's training part only."""
     if not 0 < count <= len(split.train_indices):
@@ -64,7 +61,7 @@ def quantize_int8(
     """Quantize `fp32_path` to `out` (default `<name>-int8.onnx`) atomically; metadata carries over,
     and the figures that describe the file (accuracy, parity) are the INT8 model's own."""
     fp32_path = Path(fp32_path)
-    out = Path(out) if out is not None else int8_path(fp32_path)
+    out = Path(out) if out is not None else int8_variant(fp32_path)
     fp32 = load_model(fp32_path, device="cpu")
     try:
         recorded = meta.validation_split(fp32.info.metadata)
@@ -106,7 +103,9 @@ def quantize_int8(
         changed = int((int8_logits.argmax(1) != fp32_logits.argmax(1)).sum())
         test_acc = float((int8_logits.argmax(1) == ds.test_labels).mean())
         val_input = to_model_input(ds.train_images[split.val_indices])
-        val_acc = float((int8.logits(val_input).argmax(1) == ds.train_labels[split.val_indices]).mean())
+        val_labels = ds.train_labels[split.val_indices]
+        val_probabilities = softmax(int8.logits(val_input))
+        val_acc = float((val_probabilities.argmax(1) == val_labels).mean())
         # The FP32 file's figures describe the FP32 graph: every one is replaced by the INT8 graph's own.
         meta.write_metadata(
             proto,
@@ -116,6 +115,7 @@ def quantize_int8(
                 meta.PARITY_REFERENCE: meta.PARITY_REFERENCE_FP32,
                 meta.PARITY_MAX_ABS_LOGIT_DIFF: f"{diff:.3e}",
                 meta.PARITY_CHANGED_PREDICTIONS: str(changed),
+                **calibration_metadata(val_probabilities, val_labels, softmax(int8_logits), ds.test_labels),
             },
         )
         onnx.save(proto, str(quantized))
