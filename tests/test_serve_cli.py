@@ -52,7 +52,7 @@ def test_demo_prints_a_curl_line_that_classifies_the_sample(tiny_model_path):
                                 capture_output=True, text=True, timeout=30)  # fmt: skip
         assert answer.returncode == 0, answer.stderr
         [prediction] = json.loads(answer.stdout)
-        assert set(prediction) == {"label", "class_id", "confidence", "top_k"}
+        assert set(prediction) == {"label", "class_id", "confidence", "top_k", "unsure"}
     finally:
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=30) == 130
