@@ -16,6 +16,7 @@ import numpy as np
 from starlette.responses import JSONResponse
 
 from contract.runtime import cuda_available, load_model
+from service.admission import BodyDeadline, ConnectionCap
 from service.batching import Batcher
 from service.settings import Settings
 from service.uploads import FIELD, SCOPE_KEY, Upload, UploadGate
@@ -101,6 +102,9 @@ def _error(ctx: bentoml.Context, status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+# Outermost first: the connection cap, then the body deadline, then the upload gate.
+Wardrobe.add_asgi_middleware(ConnectionCap, limit=SETTINGS.max_connections)
+Wardrobe.add_asgi_middleware(BodyDeadline, idle_s=SETTINGS.body_idle_s, min_rate=SETTINGS.body_min_rate)
 Wardrobe.add_asgi_middleware(
     UploadGate,
     path="/classify",

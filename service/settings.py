@@ -34,7 +34,7 @@ class Settings:
     max_latency_ms: float = -1.0
     """WARDROBE_MAX_LATENCY_MS: longest a request waits for a batch to fill (-1: 0 CPU, 2 GPU)."""
     queue_bound: int = 256
-    """WARDROBE_QUEUE_BOUND: requests in progress per worker beyond which new ones get 503."""
+    """WARDROBE_QUEUE_BOUND: checked requests waiting for the model per worker; more get 503."""
     max_files: int = 64
     """WARDROBE_MAX_FILES: most files in one request (413 above)."""
     max_file_bytes: int = 10 * MiB
@@ -47,6 +47,13 @@ class Settings:
     """WARDROBE_TOP_K: entries in each answer's top_k list."""
     timeout_s: float = 30.0
     """WARDROBE_TIMEOUT_S: a request still unanswered after this gets 504."""
+    body_idle_s: float = 5.0
+    """WARDROBE_BODY_IDLE_S: an upload that sends nothing for this long gets 408 (below TIMEOUT_S)."""
+    body_min_rate: int = 5000
+    """WARDROBE_BODY_MIN_RATE: bytes/s an upload must average after the first BODY_IDLE_S (408 below; 0: off)."""
+    max_connections: int = 1024
+    """WARDROBE_MAX_CONNECTIONS: requests in progress per worker, uploads still arriving included
+    (503 with Retry-After above, answered before reading the body; probes and /metrics exempt)."""
     access_log: bool = False
     """WARDROBE_ACCESS_LOG: log every request (costs about half the throughput on small models)."""
     tracing: bool = False
@@ -64,13 +71,21 @@ class Settings:
             if getattr(self, name) < 0:
                 raise ValueError(f"{_var(name)} must be 0 (automatic) or more, got {getattr(self, name)!r}")
         for name in ("queue_bound", "max_files", "max_file_bytes", "max_request_bytes",
-                     "max_pixels", "top_k"):  # fmt: skip
+                     "max_pixels", "top_k", "max_connections"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{_var(name)} must be at least 1, got {getattr(self, name)!r}")
         if self.max_latency_ms < 0 and self.max_latency_ms != -1:
             raise ValueError(f"WARDROBE_MAX_LATENCY_MS must be 0 or more (-1: automatic), got {self.max_latency_ms!r}")
         if self.timeout_s <= 0:
             raise ValueError(f"WARDROBE_TIMEOUT_S must be positive, got {self.timeout_s!r}")
+        if self.body_min_rate < 0:
+            raise ValueError(f"WARDROBE_BODY_MIN_RATE must be 0 (off) or more bytes/s, got {self.body_min_rate!r}")
+        if not 0 < self.body_idle_s < self.timeout_s:
+            # At or above the request timeout, a stalled upload would get the timeout's 504 instead of a 408.
+            raise ValueError(
+                f"WARDROBE_BODY_IDLE_S must be positive and below WARDROBE_TIMEOUT_S ({self.timeout_s:g}), "
+                f"got {self.body_idle_s!r}"
+            )
         if self.top_k > 10:
             raise ValueError(f"WARDROBE_TOP_K must be at most 10 (the classes), got {self.top_k!r}")
         database_url(self.db)  # a ValueError naming WARDROBE_DB if it is not a usable path or URL

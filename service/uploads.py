@@ -100,7 +100,7 @@ class UploadGate:
         self.app = app
         self.keep_files = keep_files
         self.max_in_flight = max_in_flight
-        self.in_flight = 0  # requests on `path` being read, decoded, batched or answered
+        self.in_flight = 0  # checked requests on `path` waiting for or in a batch, or being answered
         self.path = path
         self.max_files = max_files
         self.max_file_bytes = max_file_bytes
@@ -117,20 +117,7 @@ class UploadGate:
                 headers={"Allow": "POST"},
             )
             return await response(scope, receive, send)
-        if self.in_flight >= self.max_in_flight:
-            # Overload: refuse before reading, so the backlog cannot grow without bound.
-            await _drain(receive, DRAIN_LIMIT)
-            response = JSONResponse(
-                {"error": f"server overloaded ({self.in_flight} requests in progress); retry shortly"},
-                status_code=503,
-                headers={"Retry-After": "1"},
-            )
-            return await response(scope, receive, send)
-        self.in_flight += 1
-        try:
-            await self._gate(scope, receive, send)
-        finally:
-            self.in_flight -= 1
+        await self._gate(scope, receive, send)
 
     async def _gate(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = 0
@@ -160,9 +147,22 @@ class UploadGate:
             response = JSONResponse({"error": exc.message}, status_code=exc.status)
             return await response(scope, receive, send)
 
+        if self.in_flight >= self.max_in_flight:
+            # Overload: only checked requests count, so uploads still arriving (slow clients
+            # included; service/admission.py times them out) cannot crowd out the model's queue.
+            response = JSONResponse(
+                {"error": f"server overloaded ({self.in_flight} requests waiting for the model); retry shortly"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+            return await response(scope, receive, send)
         scope = dict(scope)
         scope[SCOPE_KEY] = upload
-        await forward_with_empty_json(self.app, scope, receive, send)
+        self.in_flight += 1
+        try:
+            await forward_with_empty_json(self.app, scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
     async def _read(self, headers: Headers, body: AsyncIterator[bytes]) -> Upload:
         content_type = headers.get("content-type", "")

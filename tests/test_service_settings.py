@@ -21,8 +21,12 @@ def test_variables_are_parsed_into_their_types(tmp_path):
             "WARDROBE_MAX_LATENCY_MS": "2.5",
             "WARDROBE_MAX_REQUEST_BYTES": "8_000_000",
             "WARDROBE_ACCESS_LOG": "yes",
+            "WARDROBE_BODY_IDLE_S": "2.5",
+            "WARDROBE_BODY_MIN_RATE": "0",
+            "WARDROBE_MAX_CONNECTIONS": "100",
         }
     )
+    assert (settings.body_idle_s, settings.body_min_rate, settings.max_connections) == (2.5, 0, 100)
     assert settings.model == model
     assert settings.max_batch_size == 32
     assert settings.max_latency_ms == 2.5
@@ -45,6 +49,11 @@ def test_variables_are_parsed_into_their_types(tmp_path):
         ("WARDROBE_WORKERS", "-1", "WARDROBE_WORKERS must be 0"),
         ("WARDROBE_TOP_K", "11", "WARDROBE_TOP_K must be at most 10"),
         ("WARDROBE_MODEL", "/nonexistent/model.onnx", "WARDROBE_MODEL: /nonexistent/model.onnx"),
+        ("WARDROBE_MAX_CONNECTIONS", "0", "WARDROBE_MAX_CONNECTIONS must be at least 1, got 0"),
+        ("WARDROBE_BODY_MIN_RATE", "-1", "WARDROBE_BODY_MIN_RATE must be 0 (off) or more bytes/s, got -1"),
+        ("WARDROBE_BODY_IDLE_S", "0", "WARDROBE_BODY_IDLE_S must be positive and below WARDROBE_TIMEOUT_S (30)"),
+        ("WARDROBE_BODY_IDLE_S", "30", "WARDROBE_BODY_IDLE_S must be positive and below WARDROBE_TIMEOUT_S (30)"),
+        ("WARDROBE_BODY_IDLE_S", "soon", "WARDROBE_BODY_IDLE_S must be a number, got 'soon'"),
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_variable(variable, value, message):
