@@ -1,0 +1,327 @@
+"""Fuzzing the upload path: generated request bodies against the real upload gate and decoder.
+
+Hypothesis builds multipart requests — broken boundaries, missing or wrong
+headers, huge, negative and false Content-Lengths, many tiny parts, nested
+multipart, random bytes after valid image headers, truncations of every format
+we accept, decompression bombs — and sends them, split into random chunks, to
+the middleware stack the service runs (connection cap, body deadline, upload
+gate with its decoder) in-process; a handful also go over raw sockets to the
+real `bentoml serve`. Every answer must be a 2xx or a 4xx with a JSON error,
+within seconds, and the process's peak memory must stay bounded.
+
+CI runs a few hundred examples. `python -m benchmarks.fuzz --examples N` runs
+this same test longer and records how many cases ran, by status
+(WARDROBE_FUZZ_EXAMPLES and WARDROBE_FUZZ_REPORT below).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from starlette.responses import JSONResponse
+
+from service.admission import BodyDeadline, ConnectionCap
+from service.serve import SERVICE, stop, wait_ready
+from service.uploads import SCOPE_KEY, UploadGate
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = int(os.environ.get("WARDROBE_FUZZ_EXAMPLES", "300"))
+REPORT = os.environ.get("WARDROBE_FUZZ_REPORT")
+LIMITS = {"max_files": 8, "max_file_bytes": 200_000, "max_request_bytes": 1_000_000, "max_pixels": 10_000}
+PEAK_GROWTH_LIMIT = 64 * 1024 * 1024
+"""Peak RSS may grow this much over a whole run: far below one decoded bomb (100+ MB)."""
+STATUSES: Counter[str] = Counter()
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow warns about the broken files we send
+
+
+def _image(mode: str, fmt: str, size=(28, 28), **save) -> bytes:
+    rng = np.random.default_rng(len(mode) + len(fmt))
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65535, size[::-1], dtype=np.uint16))
+    else:
+        channels = {"L": 1, "P": 1, "RGB": 3, "RGBA": 4, "CMYK": 4}[mode]
+        pixels = rng.integers(0, 256, (*size[::-1], channels), dtype=np.uint8).squeeze()
+        image = Image.fromarray(pixels, "L" if channels == 1 else mode)
+        image = image.convert(mode) if mode == "P" else image
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **save)
+    return buffer.getvalue()
+
+
+# One valid file per accepted format (and the modes the README promises), plus two bombs:
+# small files whose headers claim far more pixels than the limit.
+VALID = [
+    _image("L", "PNG"), _image("RGBA", "PNG", (40, 30)), _image("P", "PNG"), _image("I;16", "PNG"),
+    _image("RGB", "JPEG"), _image("L", "JPEG", (33, 21)), _image("CMYK", "JPEG"),
+    _image("RGB", "WEBP"), _image("RGBA", "WEBP", lossless=True), _image("RGB", "BMP"), _image("P", "GIF"),
+    _image("RGB", "TIFF"), _image("L", "TIFF", compression="tiff_deflate"),
+]  # fmt: skip
+
+
+def _bomb(fmt: str, size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", size).save(buffer, fmt)  # one colour: compresses to a few kB
+    return buffer.getvalue()
+
+
+BOMBS = [_bomb("PNG", (6000, 6000)), _bomb("GIF", (8000, 4000)), _bomb("WEBP", (9000, 9000))]
+
+
+def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in zip(points, points[1:], strict=False)] or [b""]
+
+
+@st.composite
+def payloads(draw, depth: int = 0) -> bytes:
+    """A file's bytes: valid, truncated, with junk after a valid header, random, a bomb, or multipart."""
+    valid = draw(st.sampled_from(VALID))
+    kinds = ["valid", "truncated", "tail", "header+random", "random", "flipped", "empty", "bomb"]
+    kind = draw(st.sampled_from(kinds + (["nested"] if depth < 2 else [])))
+    if kind == "valid":
+        return valid
+    if kind == "truncated":
+        return valid[: draw(st.integers(0, len(valid) - 1))]
+    if kind == "tail":
+        return valid + draw(st.binary(min_size=1, max_size=300))
+    if kind == "header+random":
+        return valid[: draw(st.integers(1, 64))] + draw(st.binary(max_size=400))
+    if kind == "random":
+        return draw(st.binary(max_size=600))
+    if kind == "flipped":
+        data = bytearray(valid)
+        for position in draw(st.lists(st.integers(0, len(data) - 1), min_size=1, max_size=8)):
+            data[position] ^= draw(st.integers(1, 255))
+        return bytes(data)
+    if kind == "empty":
+        return b""
+    if kind == "bomb":
+        return draw(st.sampled_from(BOMBS))
+    boundary, body = draw(multipart(depth + 1))
+    return f"Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n".encode() + body
+
+
+BOUNDARY_CHARS = st.characters(codec="ascii", categories=["L", "N"], include_characters="'()+_,-./:=? ")
+
+
+@st.composite
+def parts(draw, depth: int = 0) -> bytes:
+    name = draw(st.sampled_from(["images", "images", "images", "image", "", 'x"y', "images\r\nX: 1"]))
+    filename = draw(st.one_of(st.none(), st.sampled_from(["a.png", "", "../../etc/passwd"]), st.text(max_size=20)))
+    disposition = f'form-data; name="{name}"' + ("" if filename is None else f'; filename="{filename}"')
+    headers = []
+    if draw(st.booleans()) or depth:  # sometimes no Content-Disposition at all
+        headers.append(f"Content-Disposition: {disposition}")
+    if draw(st.booleans()):
+        headers.append(f"Content-Type: {draw(st.sampled_from(['image/png', 'text/plain', '', 'multipart/mixed']))}")
+    head = "\r\n".join(headers).encode("utf-8", "surrogatepass")
+    return head + b"\r\n\r\n" + draw(payloads(depth))
+
+
+@st.composite
+def multipart(draw, depth: int = 0) -> tuple[str, bytes]:
+    """(boundary, body): parts framed by a boundary, often correctly, sometimes not at all."""
+    boundary = draw(st.text(BOUNDARY_CHARS, min_size=1, max_size=70)).strip() or "b"
+    if draw(st.integers(0, 9)) == 0:  # many tiny parts
+        items = [b'Content-Disposition: form-data; name="images"; filename="t"\r\n\r\n' + draw(st.binary(max_size=3))
+                 ] * draw(st.integers(9, 200))  # fmt: skip
+    else:
+        items = draw(st.lists(parts(depth), max_size=4))
+    delimiter = f"--{boundary}".encode()
+    body = b"".join(delimiter + b"\r\n" + item + b"\r\n" for item in items) + delimiter + b"--\r\n"
+    mutation = draw(st.sampled_from(["none", "none", "none", "no-close", "lf-only", "garbage", "cut", "preamble"]))
+    if mutation == "no-close":
+        body = body[: -len(delimiter) - 4]
+    elif mutation == "lf-only":
+        body = body.replace(b"\r\n", b"\n")
+    elif mutation == "garbage":
+        at = draw(st.integers(0, len(body)))
+        body = body[:at] + draw(st.binary(min_size=1, max_size=50)) + body[at:]
+    elif mutation == "cut":
+        body = body[: draw(st.integers(0, len(body)))]
+    elif mutation == "preamble":
+        body = draw(st.binary(max_size=40)) + b"\r\n" + body
+    return boundary, body
+
+
+@st.composite
+def requests(draw) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+    """(headers, body chunks) of one POST /classify."""
+    boundary, body = draw(multipart())
+    content_type = draw(st.sampled_from([
+        f"multipart/form-data; boundary={boundary}", f"multipart/form-data; boundary={boundary}",
+        f'multipart/form-data; boundary="{boundary}"', f"multipart/form-data; boundary={boundary}x",
+        "multipart/form-data", "multipart/form-data; boundary=", "multipart/mixed; boundary=" + boundary,
+        "image/png", None,
+    ]))  # fmt: skip
+    length = draw(st.sampled_from([str(len(body))] * 3 + [None, "9" * 30, "-1", "abc", "0", str(len(body) // 2)]))
+    headers = [(b"host", b"fuzz")]
+    if content_type is not None:
+        headers.append((b"content-type", content_type.encode()))
+    if length is not None:
+        headers.append((b"content-length", length.encode()))
+    return headers, _chunks(body, draw(st.lists(st.integers(0, len(body)), max_size=6)))
+
+
+async def _answer_shape(scope, receive, send) -> None:
+    """Stands in for the model endpoint: answers the shape of the checked batch the gate built."""
+    await JSONResponse({"shape": list(scope[SCOPE_KEY].images.shape)})(scope, receive, send)
+
+
+def _app():
+    gate = UploadGate(_answer_shape, path="/classify", max_in_flight=64, **LIMITS)
+    return ConnectionCap(BodyDeadline(gate, idle_s=5, min_rate=0), limit=64)
+
+
+APP = _app()
+
+
+async def _call(app, headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[int, bytes]:
+    """One request through an ASGI app, as uvicorn would deliver it; (status, response body)."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/classify", "raw_path": b"/classify", "query_string": b"",
+             "root_path": "", "headers": headers, "client": ("127.0.0.1", 1), "server": ("fuzz", 80)}  # fmt: skip
+    pending = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    done = anyio.Event()
+    status, body = 0, b""
+
+    async def receive():
+        if pending:
+            return pending.pop(0)
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        nonlocal status, body
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        else:
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                done.set()
+
+    await app(scope, receive, send)
+    return status, body
+
+
+def _check(status: int, body: bytes) -> None:
+    STATUSES[str(status)] += 1
+    assert 200 <= status < 500, (status, body[:300])
+    answer = json.loads(body)
+    if status >= 400:
+        assert isinstance(answer["error"], str) and answer["error"], body
+    else:
+        assert status == 200 and answer["shape"][1:] == [1, 28, 28], body
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report():
+    """Peak memory over the module's run stays bounded; with WARDROBE_FUZZ_REPORT, write the tally."""
+    before = _peak_rss()
+    yield
+    growth = _peak_rss() - before
+    if REPORT:
+        Path(REPORT).write_text(json.dumps({"cases": sum(STATUSES.values()), "statuses": dict(STATUSES),
+                                            "peak_rss_growth_mib": round(growth / 2**20, 1)}, indent=2))  # fmt: skip
+    assert growth < PEAK_GROWTH_LIMIT, f"peak RSS grew by {growth / 2**20:.0f} MiB"
+
+
+@settings(max_examples=EXAMPLES, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+@given(requests())
+def test_any_upload_gets_a_2xx_or_a_4xx_with_an_error_in_seconds(request):
+    headers, chunks = request
+
+    async def run():
+        with anyio.fail_after(10):  # a hang fails the test instead of stalling it
+            return await _call(APP, headers, chunks)
+
+    _check(*anyio.run(run))
+
+
+def test_every_accepted_format_whole_is_a_200_and_its_truncations_mostly_a_400():
+    for data in VALID:
+        statuses = {}
+        for cut in sorted({len(data), *range(0, len(data), max(1, len(data) // 40))}):
+            body = (b'--b\r\nContent-Disposition: form-data; name="images"; filename="f"\r\n\r\n'
+                    + data[:cut] + b"\r\n--b--\r\n")  # fmt: skip
+            headers = [(b"content-type", b"multipart/form-data; boundary=b")]
+            statuses[cut] = anyio.run(_call, APP, headers, [body])
+            _check(*statuses[cut])
+        assert statuses.pop(len(data))[0] == 200
+        # A cut may lose only optional trailing data (a TIFF's last tags, a JPEG's end marker).
+        refused = sum(status == 400 for status, _ in statuses.values())
+        assert refused >= 0.75 * len(statuses), (data[:8], refused, len(statuses))
+
+
+# ---- a few of the same cases over raw sockets, against the real server -----------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_path, tmp_path_factory):
+    port = _free_port()
+    env = {**os.environ, "WARDROBE_MODEL": str(tiny_model_path), "WARDROBE_WORKERS": "1",
+           "WARDROBE_BODY_IDLE_S": "1", **{f"WARDROBE_{k.upper()}": str(v) for k, v in LIMITS.items()}}  # fmt: skip
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_ready(process, f"http://127.0.0.1:{port}", timeout_s=120)
+            yield port
+        finally:
+            stop(process)
+    assert "Traceback" not in log.read_text(errors="replace"), log.read_text()[-3000:]
+
+
+def _over_socket(port: int, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, bytes]:
+    head = b"POST /classify HTTP/1.1\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in headers)
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as connection:
+        # No half-close after the body: uvicorn takes EOF for a disconnect and drops the answer.
+        # A Content-Length longer than the body is the body deadline's to end (408).
+        connection.sendall(head + b"Connection: close\r\n\r\n" + body)
+        data = b""
+        while chunk := connection.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 "), f"no answer before the connection closed: {data[:200]!r}"
+    status_line, _, rest = data.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(requests())
+def test_the_real_server_answers_fuzzed_uploads_with_2xx_or_4xx(server, request):
+    headers, chunks = request
+    status, body = _over_socket(server, headers, b"".join(chunks))
+    assert 200 <= status < 500, (status, body[:300])
+    if status >= 400 and body.startswith(b"{"):  # uvicorn's own 400s for bad framing are plain text
+        assert json.loads(body)["error"]
