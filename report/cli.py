@@ -1,5 +1,7 @@
-"""`wardrobe report`: check the arguments, build the report in a temporary directory beside
---out, swap it into place only when complete, then apply the --fail-under gates."""
+"""`wardrobe report`: check the arguments, load the models and the data once, then
+compute (numbers, report.json) -> figures (PNG, drawn from report.json and the figure inputs)
+-> template (report.html) in a temporary directory beside --out, swap it into place only when
+complete, then apply the --fail-under gates."""
 
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from report.build import ReportSettings, build_report
-from report.html import render
+from contract.runtime import load_model
+from report import figures, story
+from report.compute import Context, ReportSettings, Stages, compute
+from report.render import render
+from training import fashion_mnist
 
 # Gate name -> True when higher is better. `--fail-under ece=0.03` fails when ECE is above 0.03.
 GATES = {
@@ -111,38 +116,58 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
+def load_context(args: argparse.Namespace, s: ReportSettings) -> Context:
+    """Everything the report is about, loaded once: the models, the run log, the dataset."""
+    baseline = None
+    if s.baseline_model is not None and Path(s.baseline_model).is_file():
+        baseline = load_model(s.baseline_model, threads=s.threads)
+    return Context(
+        model=load_model(Path(args.model), threads=s.threads),
+        compare=load_model(Path(args.compare), threads=s.threads) if args.compare else None,
+        baseline=baseline,
+        run=story.read_run(Path(args.run)) if args.run else None,
+        data=fashion_mnist.load(getattr(args, "data_dir", None)),
+        command=command_line(args),
+    )
+
+
+def build_report(ctx: Context, out_dir: Path, s: ReportSettings, stages: Stages) -> dict:
+    """Compute the numbers, draw the figures into `out_dir` from them; return the report dict
+    exactly as report.json will hold it."""
+    report, inputs = compute(ctx, s, stages)
+    report = _jsonable(report)
+    figures.draw(report, inputs, out_dir)
+    stages.done("figures")
+    report["timing"] = stages.timing()
+    return report
+
+
 def write_report(args: argparse.Namespace, settings: ReportSettings | None = None) -> dict:
     """Build the report and move it into args.out atomically; return the report dict."""
+    s = settings or ReportSettings()
     out = check_out_dir(Path(args.out))
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    except OSError as exc:
-        raise ValueError(f"{out.parent}: cannot write the report there ({exc.strerror})") from None
-    try:
-        report = _jsonable(
-            build_report(
-                Path(args.model),
-                tmp,
-                compare_path=args.compare,
-                run_dir=args.run,
-                data_dir=getattr(args, "data_dir", None),
-                command=command_line(args),
-                settings=settings,
-            )
-        )
-        (tmp / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-        (tmp / "report.html").write_text(render(report, tmp), encoding="utf-8")
-        tmp.chmod(0o755)  # mkdtemp makes it 0700; a report is for reading
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            out.rename(old / out.name)
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with Stages(s.progress) as stages:
+        ctx = load_context(args, s)
+        stages.done("loading")
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        except OSError as exc:
+            raise ValueError(f"{out.parent}: cannot write the report there ({exc.strerror})") from None
+        try:
+            report = build_report(ctx, tmp, s, stages)
+            (tmp / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+            (tmp / "report.html").write_text(render(report, tmp), encoding="utf-8")
+            tmp.chmod(0o755)  # mkdtemp makes it 0700; a report is for reading
+            old = None
+            if out.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+                out.rename(old / out.name)
+            tmp.rename(out)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return report
 
 

@@ -1,5 +1,7 @@
-"""The report's figures as PNG files (matplotlib's object API on the Agg canvas, no pyplot
-state). Each function takes plain arrays and the output path and writes one PNG."""
+"""The figures step: every PNG that report.json names, drawn from report.json's own numbers
+(charts) and from the compute step's `FigureInputs` (the galleries' pixels, the sample sprite,
+the full risk–coverage curve). matplotlib's object API on the Agg canvas, no pyplot state;
+galleries with Pillow."""
 
 from __future__ import annotations
 
@@ -10,7 +12,49 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
+from report.figure_inputs import FigureInputs, Gallery, short
+
 DPI = 110
+
+
+def draw(r: dict, inputs: FigureInputs, out: Path) -> list[Path]:
+    """Write every figure `r` (the report dict) names into `out`; return the files written."""
+    written = []
+    if name := r["data"]["figures"]["samples"]:
+        written.append(sprite(inputs.sample_images, inputs.sample_labels, r["classes"], 10, out / name))
+    if r["model"]["run"]:
+        written.append(learning_curves(r["model"]["run"]["history"], out / r["model"]["run"]["figure"]))
+    cm = np.asarray(r["confusion"]["matrix"])
+    written.append(confusion_heatmaps(cm, r["classes"], out / r["confusion"]["figure"]))
+    cal = r["calibration"]
+    written.append(reliability(cal["bins"], cal["bins_scaled"], cal["temperature"], out / cal["figure"]))
+    rb = r["robustness"]
+    have_base = rb["mce"] is not None
+    written.append(
+        robustness(
+            rb["severities"],
+            {row["label"]: row["accuracy"] for row in rb["rows"]},
+            {row["label"]: row["baseline_accuracy"] for row in rb["rows"]} if have_base else None,
+            out / rb["figure"],
+        )
+    )
+    se = r["selective"]
+    coverage, accuracy = inputs.risk_coverage
+    point = (se["test_coverage"], se["test_accuracy"]) if se["test_accuracy"] is not None else None
+    written.append(risk_coverage(coverage, accuracy, point, se["target"], out / se["figure"]))
+    galleries = [
+        (r["confusion"]["pairs_figure"], "confused_pairs"),
+        *((r["failures"][key]["figure"], key) for key in ("confident_errors", "per_class_errors", "unsure_correct")),
+        (r["label_issues"]["figure"], "label_issues"),
+        (r["photo_like"].get("figure"), "photo_like"),
+        ((r["comparison"] or {}).get("figure"), "disagreements"),
+    ]
+    for name, key in galleries:
+        if name:
+            if key not in inputs.galleries:
+                raise ValueError(f"report.json names the figure {name} but the compute step gave no pixels for it")
+            written.append(gallery(inputs.galleries[key], out / name))
+    return written
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -18,25 +62,10 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def short(name: str) -> str:
-    """Class names short enough for image captions."""
-    return {"T-shirt/top": "T-shirt", "Ankle boot": "Boot"}.get(name, name)
-
-
-def caption(true: int, pred: int, conf: float, classes) -> str:
-    """'t=true\np=predicted confidence', as the course writes failure cases."""
-    return f"t={short(classes[true])}\np={short(classes[pred])} {conf:.2f}"
-
-
-def gallery(
-    images: Sequence[np.ndarray | None],
-    captions: Sequence[str],
-    path: Path,
-    ncols: int = 8,
-    zoom: int = 3,
-) -> Path:
+def gallery(cells: Gallery, path: Path, zoom: int = 3) -> Path:
     """A grid of 28x28 crops with a caption above each (the course's t=..., p=... style);
     None leaves a cell blank. Drawn with Pillow: a matplotlib axes per crop took seconds."""
+    images, captions, ncols = cells.crops, cells.captions, cells.ncols
     font = ImageFont.load_default(size=11)
     line = 13
     side = 28 * zoom
@@ -154,12 +183,13 @@ def robustness(
     baseline: dict[str, Sequence[float]] | None,
     path: Path,
 ) -> Path:
-    """Accuracy against severity, one line per corruption (the baseline model dashed)."""
+    """Accuracy against severity, one line per corruption, keyed by its label (the baseline
+    model dashed)."""
     fig = Figure(figsize=(9, 4.2))
     ax = fig.add_subplot()
     colours = [f"C{i % 10}" for i in range(len(accuracy))]
     for (name, values), colour in zip(accuracy.items(), colours, strict=True):
-        ax.plot(severities, values, marker="o", ms=3, color=colour, label=name.replace("_", " "))
+        ax.plot(severities, values, marker="o", ms=3, color=colour, label=name)
         if baseline is not None:
             ax.plot(severities, baseline[name], ls="--", lw=0.8, color=colour)
     ax.set_xticks(list(severities))

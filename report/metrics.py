@@ -1,9 +1,11 @@
 """Pure evaluation metrics: accuracy and its intervals, per-class scores, calibration,
-selective prediction and McNemar's test. Arrays in, numbers out; seeds are passed in."""
+selective prediction, McNemar's test and the corruption error. Arrays in, numbers out; seeds are
+passed in."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import optimize, stats
@@ -263,3 +265,32 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
         "chi2": float(chi2),
         "p_chi2": float(stats.chi2.sf(chi2, 1)),
     }
+
+
+# ---------------------------------------------------------------------------
+# Corruption error (Hendrycks & Dietterich 2019)
+
+
+def corruption_error(accuracy: Sequence[float], baseline_accuracy: Sequence[float]) -> dict:
+    """CE and relative CE of one corruption from accuracies at severities 0 (clean), 1, ..., 5.
+
+    CE is the model's summed error over the corrupted severities divided by the baseline's;
+    relative CE divides the model's summed *increase* in error over its clean error by the
+    baseline's, and is None where the baseline barely degrades (summed increase <= 0.01).
+    """
+    err = 1 - np.array(accuracy[1:])
+    base_err = 1 - np.array(baseline_accuracy[1:])
+    base_drop = (base_err - (1 - baseline_accuracy[0])).sum()
+    drop = (err - (1 - accuracy[0])).sum()
+    return {
+        "ce": float(err.sum() / max(base_err.sum(), 1e-12)),
+        "relative_ce": float(drop / base_drop) if base_drop > 0.01 else None,
+    }
+
+
+def mean_corruption_error(rows: Sequence[dict]) -> tuple[float, float | None]:
+    """(mCE, relative mCE): the means over corruptions of `corruption_error`'s two values;
+    relative mCE is None when any corruption's relative CE is."""
+    mce = float(np.mean([row["ce"] for row in rows]))
+    relative = [row["relative_ce"] for row in rows]
+    return mce, (float(np.mean(relative)) if all(r is not None for r in relative) else None)

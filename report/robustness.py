@@ -1,19 +1,17 @@
 """How the model holds up off the clean test set: seeded MNIST-C-style corruptions against a
-pinned baseline (corruption error as in ImageNet-C), and photo-like uploads read back through
-the service's own preprocessing."""
+pinned baseline (corruption error as in ImageNet-C), and synthetic photo-like uploads (test
+crops put through the inverse of our own preprocessing, `report.photolike`) read back through
+the service's preprocessing. Numbers only; the figures are drawn from them afterwards."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from report import corruptions, figures, metrics, story
-
-
-def as_input(images: np.ndarray) -> np.ndarray:
-    return (images.astype(np.float32) / 255.0)[:, None]
+from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
+from report import corruptions, metrics, story
+from report.figure_inputs import FigureInputs, Gallery, caption
+from report.photolike import photo_like_set
 
 
 def seeded_subset(n: int, size: int | None, rng_seed: int) -> np.ndarray:
@@ -22,7 +20,7 @@ def seeded_subset(n: int, size: int | None, rng_seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(rng_seed).choice(n, size=size, replace=False))
 
 
-def robustness_section(model, baseline, images, labels, pred, s, fig_dir: Path) -> dict:
+def robustness_section(model, baseline, images, labels, pred, s) -> dict:
     idx = seeded_subset(len(labels), s.robustness_images, s.seed + 2)
     sub, sub_labels = images[idx], labels[idx]
     names = list(corruptions.CORRUPTIONS)
@@ -31,11 +29,11 @@ def robustness_section(model, baseline, images, labels, pred, s, fig_dir: Path) 
     base_acc = {name: [] for name in names} if baseline is not None else None
     clean = {"model": float((pred[idx] == sub_labels).mean())}  # already predicted
     if baseline is not None:
-        clean["baseline"] = float((baseline.logits(as_input(sub)).argmax(1) == sub_labels).mean())
+        clean["baseline"] = float((baseline.logits(to_model_input(sub)).argmax(1) == sub_labels).mean())
     n = len(sub)
     for name in tqdm(names, desc="corruptions", leave=False, disable=not s.progress):
         # all five severities in one call: fewer, larger batches run faster in onnxruntime
-        x = as_input(np.concatenate([corruptions.corrupt(sub, name, v, s.seed) for v in corruptions.SEVERITIES]))
+        x = to_model_input(np.concatenate([corruptions.corrupt(sub, name, v, s.seed) for v in corruptions.SEVERITIES]))
         right = (model.logits(x).argmax(1) == np.tile(sub_labels, len(corruptions.SEVERITIES))).reshape(-1, n)
         acc[name] = [clean["model"], *right.mean(1).tolist()]
         if base_acc is not None:
@@ -43,7 +41,6 @@ def robustness_section(model, baseline, images, labels, pred, s, fig_dir: Path) 
             base_acc[name] = [clean["baseline"], *base_right.reshape(-1, n).mean(1).tolist()]
     rows = []
     for name in names:
-        err = 1 - np.array(acc[name][1:])
         row = {
             "corruption": name,
             "label": name.replace("_", " "),
@@ -51,44 +48,26 @@ def robustness_section(model, baseline, images, labels, pred, s, fig_dir: Path) 
             "mean_accuracy": float(np.mean(acc[name][1:])),
         }
         if base_acc is not None:
-            base_err = 1 - np.array(base_acc[name][1:])
             row["baseline_accuracy"] = base_acc[name]
-            row["ce"] = float(err.sum() / max(base_err.sum(), 1e-12))
-            # Relative CE divides by how much the baseline degrades; undefined when it barely does.
-            base_drop = (base_err - (1 - clean["baseline"])).sum()
-            drop = (err - (1 - clean["model"])).sum()
-            row["relative_ce"] = float(drop / base_drop) if base_drop > 0.01 else None
+            row.update(metrics.corruption_error(acc[name], base_acc[name]))
         rows.append(row)
-    figures.robustness(levels, acc, base_acc, fig_dir / "robustness.png")
     have_base = base_acc is not None
+    mce, relative_mce = metrics.mean_corruption_error(rows) if have_base else (None, None)
     return {
         "images": len(idx),
         "severities": levels,
         "clean_accuracy": clean["model"],
         "baseline_clean_accuracy": clean.get("baseline"),
-        "baseline_model": story.repo_relative(s.baseline_model) if have_base else None,
+        "baseline_model": story.repo_relative(baseline.info.path) if have_base else None,
         "mean_corrupted_accuracy": float(np.mean([row["mean_accuracy"] for row in rows])),
-        "mce": float(np.mean([row["ce"] for row in rows])) if have_base else None,
-        "relative_mce": (
-            float(np.mean([row["relative_ce"] for row in rows]))
-            if have_base and all(row["relative_ce"] is not None for row in rows)
-            else None
-        ),
+        "mce": mce,
+        "relative_mce": relative_mce,
         "rows": rows,
         "figure": "robustness.png",
     }
 
 
-def photo_section(model, images, labels, test_pred, classes, s, fig_dir: Path) -> dict:
-    try:
-        from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
-        from report.photolike import photo_like_set
-    except ImportError as exc:
-        return {
-            "available": False,
-            "reason": f"photo-like check unavailable ({exc})",
-            "accuracy": None,
-        }
+def photo_section(model, images, labels, test_pred, classes, s, fig: FigureInputs) -> dict:
     idx = seeded_subset(len(labels), s.photo_images, s.seed + 3)
     if len(idx) == 0:
         return {"available": False, "reason": "no images requested", "accuracy": None}
@@ -101,8 +80,9 @@ def photo_section(model, images, labels, test_pred, classes, s, fig_dir: Path) -
     pred = probs.argmax(1)
     sub_labels = labels[idx]
     shown = np.arange(min(16, len(idx)))
-    captions = [figures.caption(sub_labels[i], pred[i], probs[i].max(), classes) for i in shown]
-    figures.gallery(np.stack([crops[i] for i in shown]), captions, fig_dir / "photo_like.png")
+    fig.galleries["photo_like"] = Gallery(
+        [crops[i] for i in shown], [caption(sub_labels[i], pred[i], probs[i].max(), classes) for i in shown]
+    )
     formats = sorted({fmt for _, fmt in uploads})
     return {
         "available": True,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from report import figures
+from contract.runtime import ModelInfo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,20 +20,67 @@ def repo_relative(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
-def json_or_none(text: str | None):
-    try:
-        return json.loads(text) if text else None
-    except json.JSONDecodeError:
-        return None
-
-
-def training_config(metadata: dict[str, str], run: dict | None) -> dict:
-    """The resolved training config: the run's config.json when given, else the model's
-    metadata; unwrapped when stored as {"config": {...}} beside other run facts."""
-    config = (run or {}).get("config") or json_or_none(metadata.get("config")) or {}
+def _unwrap(config, where: str) -> dict:
+    """A training config as a dict, unwrapped when stored as {"config": {...}} beside other run facts."""
     if isinstance(config, dict) and isinstance(config.get("config"), dict):
         config = config["config"]
-    return config if isinstance(config, dict) else {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{where} must be a JSON object (the training config), got {type(config).__name__}")
+    return config
+
+
+def recorded_config(info: ModelInfo) -> dict:
+    """The training config the exporter recorded in the model's metadata ('config', JSON);
+    {} when the model records none. Bad JSON is an error naming the model file and the key."""
+    text = info.metadata.get("config")
+    if text is None:
+        return {}
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{info.path}: metadata 'config' is not valid JSON ({exc.msg})") from None
+    return _unwrap(config, f"{info.path}: metadata 'config'")
+
+
+def training_config(info: ModelInfo, run: dict | None) -> dict:
+    """The resolved training config: the run's config.json when given, else the model's metadata."""
+    if run and run.get("config") is not None:
+        return _unwrap(run["config"], f"{run['dir']}/config.json")
+    return recorded_config(info)
+
+
+def _whole_number(raw, where: str) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+        return int(raw)
+    raise ValueError(f"{where} must be a whole number, got {raw!r}")
+
+
+def recorded_split(info: ModelInfo) -> tuple[int, int]:
+    """(val_size, split_seed) of the validation split the model was trained with, as the model
+    records it: the metadata keys 'val_size' and 'split_seed', else data.val_size and
+    data.split_seed of the recorded training config. A model that records neither is an error
+    (the report must not guess which images it never trained on)."""
+    data = recorded_config(info).get("data")
+    data = data if isinstance(data, dict) else {}
+    values = []
+    for key in ("val_size", "split_seed"):
+        found = {}
+        if key in info.metadata:
+            found[f"metadata '{key}'"] = _whole_number(info.metadata[key], f"{info.path}: metadata '{key}'")
+        if key in data:
+            where = f"metadata 'config' data.{key}"
+            found[where] = _whole_number(data[key], f"{info.path}: {where}")
+        if not found:
+            raise ValueError(
+                f"{info.path}: the model records no validation split: neither metadata '{key}' nor "
+                f"data.{key} in its metadata 'config' (wardrobe export writes them)"
+            )
+        if len(set(found.values())) > 1:
+            raise ValueError(f"{info.path}: the model records two different {key}s: {found}")
+        values.append(next(iter(found.values())))
+    return values[0], values[1]
 
 
 def flatten(config, prefix: str = "") -> list[list[str]]:
@@ -87,17 +134,21 @@ def read_run(run_dir: Path) -> dict:
     if not rows or not all(needed <= row.keys() for row in rows):
         raise ValueError(f"{metrics_file}: every line needs the keys {sorted(needed)}")
     config_file = run_dir / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else None
+    config = None
+    if config_file.is_file():
+        try:
+            config = json.loads(config_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{config_file}: not JSON ({exc.msg})") from None
     return {"dir": str(run_dir), "config": config, "epochs": rows}
 
 
-def data_section(ds, split, classes, fig_dir: Path) -> dict:
+def data_section(ds, split, classes) -> dict:
     counts = {
         "train": np.bincount(ds.train_labels[split.train_indices], minlength=len(classes)).tolist(),
         "validation": np.bincount(ds.train_labels[split.val_indices], minlength=len(classes)).tolist(),
         "test": np.bincount(ds.test_labels, minlength=len(classes)).tolist(),
     }
-    figures.sprite(ds.test_images, ds.test_labels, classes, 10, fig_dir / "samples.png")
     return {
         "train_images": len(ds.train_labels),
         "test_images": len(ds.test_labels),
@@ -113,7 +164,7 @@ def data_section(ds, split, classes, fig_dir: Path) -> dict:
     }
 
 
-def model_section(meta: dict, config, run: dict | None, fig_dir: Path) -> dict:
+def model_section(meta: dict, config: dict, run: dict | None) -> dict:
     def number(key):
         try:
             return float(meta[key])
@@ -134,7 +185,6 @@ def model_section(meta: dict, config, run: dict | None, fig_dir: Path) -> dict:
     if run:
         rows = run["epochs"]
         best = max(rows, key=lambda row: row["val_acc"])
-        figures.learning_curves(rows, fig_dir / "learning_curves.png")
         section["run"] = {
             "dir": run["dir"],
             "epochs": len(rows),

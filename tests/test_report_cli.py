@@ -14,14 +14,18 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from conftest import tiny_checkpoint
 from onnx import TensorProto, helper, numpy_helper
 from sklearn.metrics import classification_report, confusion_matrix
 
 from contract.runtime import ModelError, load_model
 from report import cli
-from report.build import ReportSettings
+from report.compute import ReportSettings
 from report.robustness import seeded_subset
 from training import fashion_mnist
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.data import stratified_split
+from training.export import export
 from wardrobe.cli import main as wardrobe
 
 SMALL = dict(
@@ -34,9 +38,9 @@ SMALL = dict(
 )
 
 
-def centroid_model(path: Path, images: np.ndarray, labels: np.ndarray, scale: float) -> Path:
+def centroid_model(path: Path, images: np.ndarray, labels: np.ndarray, scale: float, config: str | None = None) -> Path:
     """A contract-compliant ONNX nearest-centroid classifier (about 65% accurate, no training):
-    logits = scale * (x . m_c - |m_c|^2 / 2)."""
+    logits = scale * (x . m_c - |m_c|^2 / 2). `config` replaces its recorded training config."""
     x = images.reshape(len(images), -1) / 255.0
     means = np.stack([x[labels == c].mean(0) for c in range(10)])
     weights = (means.T * scale).astype(np.float32)
@@ -53,14 +57,14 @@ def centroid_model(path: Path, images: np.ndarray, labels: np.ndarray, scale: fl
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
-    config = {"data": {"split_seed": 0}, "optim": {"name": "none"}}
+    recorded = {"data": {"split_seed": 0, "val_size": 5000}, "optim": {"name": "none"}}
     helper.set_model_props(
         model,
         {
             "classes": json.dumps(list(fashion_mnist.CLASSES)),
             "architecture": "centroid",
             "parameters": str(weights.size + bias.size),
-            "config": json.dumps(config),
+            "config": json.dumps(recorded) if config is None else config,
             "input_mean": "0.286",
             "dataset_sha256": "0" * 64,
             "input_std": "0.353",
@@ -169,10 +173,19 @@ def test_report_writes_html_json_and_every_figure_it_names(built):
     } <= names
     for name in names:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
-    assert report["comparison"]["mcnemar"]["a_only"] >= 0
     assert report["ablation"]["rows"][0]["variant"] == "baseline"
     assert report["model"]["run"]["epochs"] == 5
     assert not list(out.parent.glob(".main.*")), "temporary directories left behind"
+
+
+def test_comparison_counts_the_images_only_one_model_gets_right(built, models, fmnist):
+    idx = seeded_subset(len(fmnist.test_labels), SMALL["limit"], 0)
+    x, labels = fmnist.test_images[idx, None].astype(np.float32) / 255, fmnist.test_labels[idx]
+    right_a = load_model(models["main"]).logits(x).argmax(1) == labels
+    right_b = load_model(models["other"]).logits(x).argmax(1) == labels
+    mcnemar = built["json"]["comparison"]["mcnemar"]
+    assert (mcnemar["a_only"], mcnemar["b_only"]) == (int((right_a & ~right_b).sum()), int((~right_a & right_b).sum()))
+    assert mcnemar["a_only"] + mcnemar["b_only"] > 0  # the two models differ, so the test means something
 
 
 def test_report_numbers_match_sklearn_on_the_same_predictions(built, models, fmnist):
@@ -343,7 +356,7 @@ def test_a_crash_leaves_no_half_report_and_keeps_the_previous_one(models, tmp_pa
     out.mkdir()
     (out / "report.json").write_text('{"old": true}')
 
-    def crash(model_path, tmp, **kw):
+    def crash(ctx, tmp, *args):
         (tmp / "confusion.png").write_bytes(b"half")
         raise RuntimeError("disk on fire")
 
@@ -357,6 +370,58 @@ def test_a_crash_leaves_no_half_report_and_keeps_the_previous_one(models, tmp_pa
 def test_a_bad_run_directory_is_a_clear_error(models, tmp_path):
     with pytest.raises(ValueError, match="no metrics.jsonl"):
         cli.run_report(make_args(models["main"], tmp_path / "r", run=tmp_path), ReportSettings(**SMALL))
+
+
+def test_a_run_whose_config_is_not_json_is_a_clear_error(models, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    row = {"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.5}
+    (run / "metrics.jsonl").write_text(json.dumps(row) + "\n")
+    (run / "config.json").write_text('{"config": {"data": ')
+    with pytest.raises(ValueError, match=r"run/config\.json: not JSON"):
+        cli.run_report(make_args(models["main"], tmp_path / "r", run=run), ReportSettings(**SMALL))
+
+
+@pytest.fixture(scope="module")
+def other_split_model(tmp_path_factory) -> Path:
+    """A small CNN exported by our real exporter from a config with another validation split
+    (val_size 3000, split seed 7) than the default (5000, 0)."""
+    root = tmp_path_factory.mktemp("split-model")
+    checkpoint = tiny_checkpoint(root / "tiny.pt", steps=10)
+    state = load_checkpoint(checkpoint)
+    state["config"]["data"].update(val_size=3000, split_seed=7)
+    save_checkpoint(state, checkpoint)
+    return export(checkpoint, root / "split.onnx").path
+
+
+def test_the_report_validates_on_the_split_the_model_records(other_split_model, fmnist, tmp_path):
+    settings = ReportSettings(
+        **{**SMALL, "limit": 100, "val_limit": None, "robustness_images": 10, "photo_images": 0},
+        baseline_model=None,
+        ablation=None,
+    )
+    report = cli.write_report(make_args(other_split_model, tmp_path / "r"), settings)
+    split = stratified_split(fmnist.train_labels, val_size=3000, seed=7)
+    assert (report["settings"]["val_size"], report["settings"]["split_seed"]) == (3000, 7)
+    assert report["data"]["validation_split"] == report["calibration"]["val_images"] == 3000
+    assert report["data"]["split_checksum"] == split.checksum
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ('{"data": {"split_seed": 0, ', "metadata 'config' is not valid JSON"),
+        ("[1, 2]", "metadata 'config' must be a JSON object"),
+        ('{"data": {"split_seed": 0}}', "the model records no validation split: neither metadata 'val_size'"),
+        ('{"data": {"split_seed": 0, "val_size": "many"}}', "metadata 'config' data.val_size must be a whole number"),
+    ],
+)
+def test_a_model_with_a_bad_or_missing_recorded_split_is_a_clear_error(config, message, fmnist, tmp_path):
+    odd = centroid_model(tmp_path / "odd.onnx", fmnist.train_images[:1000], fmnist.train_labels[:1000], 0.8, config)
+    settings = ReportSettings(**SMALL, baseline_model=None, ablation=None)
+    with pytest.raises(ValueError, match=rf"odd\.onnx: {re.escape(message)}"):
+        cli.run_report(make_args(odd, tmp_path / "r"), settings)
+    assert not (tmp_path / "r").exists()
 
 
 CHROMIUM = shutil.which("chromium")
@@ -383,9 +448,10 @@ window.addEventListener("load", () => {
 </script>"""
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make tools installs it)")
 @pytest.mark.slow
 def test_report_opens_offline_in_chromium_with_every_image_decoded(built, tmp_path):
+    if CHROMIUM is None:
+        pytest.fail("chromium is not on PATH: `make tools` (part of `make test`) installs Debian's chromium")
     # A copy of the page with a probe script and one remote image: the remote one must fail
     # (the network is blocked, and the probe sees broken images), the report's own must not.
     page = built["html"].replace(

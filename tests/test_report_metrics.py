@@ -127,3 +127,27 @@ def test_top_confused_pairs_are_the_largest_off_diagonal_cells():
     cm = np.array([[50, 7, 1], [2, 40, 9], [0, 3, 60]])
     pairs = metrics.top_confused_pairs(cm, 2)
     assert [(p["true"], p["predicted"], p["count"]) for p in pairs] == [(1, 2, 9), (0, 1, 7)]
+
+
+def test_corruption_error_by_hand():
+    # severity 0 (clean), then 1..5
+    model = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]  # errors 0.2..0.6: sum 2.0; over clean error 0.1: 1.5
+    baseline = [0.8, 0.6, 0.5, 0.4, 0.3, 0.2]  # errors 0.4..0.8: sum 3.0; over clean error 0.2: 2.0
+    assert metrics.corruption_error(model, baseline) == pytest.approx({"ce": 2 / 3, "relative_ce": 0.75})
+    flat = [0.9] * 6  # errors 0.1 x 5: sum 0.5, no increase over clean
+    weak = [0.8] + [0.55] * 5  # errors 0.45 x 5: sum 2.25; over clean 0.2: 1.25
+    assert metrics.corruption_error(flat, weak) == pytest.approx({"ce": 0.5 / 2.25, "relative_ce": 0.0})
+    rows = [metrics.corruption_error(model, baseline), metrics.corruption_error(flat, weak)]
+    mce, relative = metrics.mean_corruption_error(rows)
+    assert mce == pytest.approx((2 / 3 + 2 / 9) / 2)  # 4/9
+    assert relative == pytest.approx((0.75 + 0.0) / 2)
+
+
+def test_relative_corruption_error_is_undefined_when_the_baseline_barely_degrades():
+    steady = [0.8] + [0.799] * 5  # summed increase 0.005 <= 0.01
+    row = metrics.corruption_error([0.9, 0.5, 0.5, 0.5, 0.5, 0.5], steady)
+    assert row["ce"] == pytest.approx(2.5 / 1.005)
+    assert row["relative_ce"] is None
+    mce, relative = metrics.mean_corruption_error([row, {"ce": 1.0, "relative_ce": 0.5}])
+    assert mce == pytest.approx((2.5 / 1.005 + 1) / 2)
+    assert relative is None

@@ -1,5 +1,7 @@
-"""Evaluate a model and assemble the report: every number (into one dict, later report.json)
-and every figure (PNG files in the output directory)."""
+"""The compute step: evaluate a loaded model and return every number of the report (the dict
+that becomes report.json) and, apart from it, the pixels the figures need (`FigureInputs`).
+Nothing here draws or writes a file; `report.figures` and `report.render` do that afterwards.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +13,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from contract.runtime import Classifier, load_model
-from report import corruptions, figures, label_issues, metrics, robustness, story
-from report.robustness import as_input, seeded_subset
-from training import fashion_mnist
+from contract.preprocess import to_model_input
+from contract.runtime import Classifier
+from report import corruptions, label_issues, metrics, robustness, story
+from report.figure_inputs import FigureInputs, Gallery, caption, short
+from report.robustness import seeded_subset
 from training.data import stratified_split
+from training.fashion_mnist import FashionMNIST
 
 REPO = Path(__file__).resolve().parents[1]
-VAL_SIZE = 5000  # the training pipeline's validation split (training.data.stratified_split)
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class ReportSettings:
     robustness_images: int = 300
     """Seeded subset of the evaluated test images for the 55 corruption passes (speed)."""
     photo_images: int = 200
-    """Test images made into photo-like uploads, read back through the service's preprocessing."""
+    """Test images made into synthetic photo-like uploads, read back through the service's preprocessing."""
     bootstrap_resamples: int = 1000
     ci_level: float = 0.95
     ece_bins: int = 15
@@ -68,57 +71,72 @@ class ReportSettings:
             raise ValueError("ci_level and target_accuracy must be in (0, 1]")
 
 
+@dataclass(frozen=True)
+class Context:
+    """What one report is about, loaded once by the caller and handed down."""
+
+    model: Classifier
+    data: FashionMNIST
+    compare: Classifier | None = None
+    """A second model to compare against (--compare)."""
+    baseline: Classifier | None = None
+    """The pinned baseline of the corruption error (settings.baseline_model, when present)."""
+    run: dict | None = None
+    """The training run log (`story.read_run`), for the learning curves."""
+    command: str = ""
+
+
+class Stages:
+    """The report's stages under one progress bar, each one's seconds recorded."""
+
+    NAMES = ("loading", "inference", "story", "evaluation", "calibration", "label issues", "robustness",
+             "photo-like", "selective prediction", "comparison", "figures", "done")  # fmt: skip
+
+    def __init__(self, progress: bool):
+        self.started = self.mark = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self.bar = tqdm(total=len(self.NAMES) - 1, desc="report", disable=not progress)
+        self.bar.set_postfix_str(self.NAMES[0])
+
+    def done(self, finished: str) -> None:
+        """Tick off a stage (recording its time) and name the next one."""
+        now = time.perf_counter()
+        self.seconds[finished] = round(now - self.mark, 2)
+        self.mark = now
+        self.bar.update(1)
+        self.bar.set_postfix_str(self.NAMES[self.NAMES.index(finished) + 1])
+
+    def timing(self) -> dict:
+        return {"seconds": round(time.perf_counter() - self.started, 2), "stages": dict(self.seconds)}
+
+    def __enter__(self) -> Stages:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
 def predict(model: Classifier, images: np.ndarray, desc: str, progress: bool) -> np.ndarray:
     """Logits for uint8 [N, 28, 28] images, in batches under a progress bar."""
     batch = 2000
     out = [
-        model.logits(as_input(images[i : i + batch]))
+        model.logits(to_model_input(images[i : i + batch]))
         for i in tqdm(range(0, len(images), batch), desc=desc, leave=False, disable=not progress)
     ]
     return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
 
 
-def build_report(
-    model_path: Path,
-    out_dir: Path,
-    *,
-    compare_path: Path | None = None,
-    run_dir: Path | None = None,
-    data_dir: Path | None = None,
-    command: str = "",
-    settings: ReportSettings | None = None,
-) -> dict:
-    """Evaluate `model_path` on Fashion-MNIST's test set, write the figures into `out_dir`
-    and return every number of the report."""
-    s = settings or ReportSettings()
-    started = time.perf_counter()
-    stages = ["loading", "inference", "story", "evaluation", "calibration", "label issues",
-              "robustness", "photo-like", "selective prediction", "comparison", "done"]  # fmt: skip
-    steps = tqdm(total=len(stages) - 1, desc="report", disable=not s.progress)
-    steps.set_postfix_str(stages[0])
-
-    seconds: dict[str, float] = {}
-    mark = [started]
-
-    def step(finished: str) -> None:
-        """Tick off a stage (recording its time) and name the next one."""
-        now = time.perf_counter()
-        seconds[finished] = round(now - mark[0], 2)
-        mark[0] = now
-        steps.update(1)
-        steps.set_postfix_str(stages[stages.index(finished) + 1])
-
-    model = load_model(model_path, threads=s.threads)
-    other = load_model(compare_path, threads=s.threads) if compare_path else None
-    run = story.read_run(run_dir) if run_dir else None
-    ds = fashion_mnist.load(data_dir)
+def compute(ctx: Context, s: ReportSettings, stages: Stages) -> tuple[dict, FigureInputs]:
+    """Every number of the report of `ctx.model` on Fashion-MNIST's test set, and the figure inputs.
+    The caller has loaded everything (the "loading" stage); `stages` ticks off the rest up to
+    "comparison"."""
+    model, ds = ctx.model, ctx.data
     classes = list(model.classes)
     k = len(classes)
     meta = model.info.metadata
-    config = story.training_config(meta, run)
-    split_seed = int(config.get("data", {}).get("split_seed", 0))
-    split = stratified_split(ds.train_labels, val_size=VAL_SIZE, seed=split_seed)
-    step("loading")
+    config = story.training_config(model.info, ctx.run)
+    val_size, split_seed = story.recorded_split(model.info)
+    split = stratified_split(ds.train_labels, val_size=val_size, seed=split_seed)
 
     test_idx = seeded_subset(len(ds.test_labels), s.limit, s.seed)
     images, labels = ds.test_images[test_idx], ds.test_labels[test_idx]
@@ -129,21 +147,21 @@ def build_report(
     probs = metrics.softmax(logits)
     pred, conf = probs.argmax(1), probs.max(1)
     correct = pred == labels
-    step("inference")
+    stages.done("inference")
 
-    fig_dir = out_dir
-    r: dict = {"title": f"Evaluation report: {model_path.name}", "classes": classes}
-    r["settings"] = {key: (str(v) if isinstance(v, Path) else v) for key, v in asdict(s).items()}
+    fig = FigureInputs(sample_images=ds.test_images, sample_labels=ds.test_labels)
+    r: dict = {"title": f"Evaluation report: {model.info.path.name}", "classes": classes}
+    r["settings"] = {key: (story.repo_relative(v) if isinstance(v, Path) else v) for key, v in asdict(s).items()}
     r["settings"].update(
         image_size=28,
-        val_size=VAL_SIZE,
+        val_size=val_size,
         split_seed=split_seed,
         severities=len(corruptions.SEVERITIES),
         corruption_kinds=len(corruptions.CORRUPTIONS),
     )
-    r["data"] = story.data_section(ds, split, classes, fig_dir)
-    r["model"] = story.model_section(meta, config, run, fig_dir)
-    step("story")
+    r["data"] = story.data_section(ds, split, classes)
+    r["model"] = story.model_section(meta, config, ctx.run)
+    stages.done("story")
 
     summary = metrics.classification_summary(labels, pred, k, s.bootstrap_resamples, s.seed, s.ci_level)
     for row, name in zip(summary["per_class"], classes, strict=True):
@@ -153,41 +171,38 @@ def build_report(
     r["evaluation"]["baseline"] = metrics.most_frequent_baseline(ds.train_labels, labels)
     r["evaluation"]["baseline"]["class"] = classes[r["evaluation"]["baseline"]["class_id"]]
     r["evaluation"]["errors"] = int((~correct).sum())
-    r["confusion"] = _confusion_section(cm, images, labels, pred, conf, classes, s, fig_dir)
-    r["failures"] = _failures_section(images, labels, pred, conf, classes, s, fig_dir)
-    step("evaluation")
+    r["confusion"] = _confusion_section(cm, images, labels, pred, conf, classes, s, fig)
+    r["failures"] = _failures_section(images, labels, pred, conf, classes, s, fig)
+    stages.done("evaluation")
 
-    r["calibration"] = _calibration_section(logits, labels, val_logits, val_labels, s, fig_dir)
-    step("calibration")
-    r["label_issues"] = _label_issue_section(images, labels, probs, classes, s, fig_dir)
-    step("label issues")
-    baseline = None
-    if s.baseline_model is not None and Path(s.baseline_model).is_file():
-        baseline = load_model(s.baseline_model, threads=s.threads)
-    r["robustness"] = robustness.robustness_section(model, baseline, images, labels, pred, s, fig_dir)
-    step("robustness")
-    r["photo_like"] = robustness.photo_section(model, images, labels, pred, classes, s, fig_dir)
-    step("photo-like")
-    r["selective"] = _selective_section(conf, correct, val_logits, val_labels, s, fig_dir)
-    step("selective prediction")
+    r["calibration"] = _calibration_section(logits, labels, val_logits, val_labels, s)
+    stages.done("calibration")
+    r["label_issues"] = _label_issue_section(images, labels, probs, classes, s, fig)
+    stages.done("label issues")
+    r["robustness"] = robustness.robustness_section(model, ctx.baseline, images, labels, pred, s)
+    stages.done("robustness")
+    r["photo_like"] = robustness.photo_section(model, images, labels, pred, classes, s, fig)
+    stages.done("photo-like")
+    r["selective"] = _selective_section(conf, correct, val_logits, val_labels, s, fig)
+    stages.done("selective prediction")
     r["comparison"] = None
-    if other is not None:
-        r["comparison"] = _comparison_section(model, other, images, labels, correct, probs, classes, s, fig_dir)
-    step("comparison")
+    if ctx.compare is not None:
+        r["comparison"] = _comparison_section(ctx.compare, images, labels, correct, probs, classes, s, fig)
+    stages.done("comparison")
     r["ablation"] = story.ablation_section(s.ablation)
     r["provenance"] = {
-        "model_path": str(model_path),
+        "model_path": str(model.info.path),
         "model_sha256": model.info.sha256,
         "metadata": [[key, value] for key, value in sorted(meta.items())],
         "dataset_checksum": ds.checksum,
         "dataset_source": str(ds.source),
         "dataset_files": ds.sha256,
-        "command": command,
+        "command": ctx.command,
         "source_commit": story.source_commit(),
         "providers": list(model.info.providers),
         "python": platform.python_version(),
-        "compare_sha256": other.info.sha256 if other else None,
-        "baseline_sha256": baseline.info.sha256 if baseline else None,
+        "compare_sha256": ctx.compare.info.sha256 if ctx.compare else None,
+        "baseline_sha256": ctx.baseline.info.sha256 if ctx.baseline else None,
         "generated_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     r["gates"] = {
@@ -200,17 +215,14 @@ def build_report(
         "coverage_at_target": r["selective"]["test_coverage"],
         "label_issues": r["label_issues"]["count"],
     }
-    r["timing"] = {"seconds": round(time.perf_counter() - started, 2), "stages": seconds}
-    steps.close()
-    return r
+    return r, fig
 
 
 # ---------------------------------------------------------------------------
-# Sections
+# Sections: numbers into the report, pixels into the figure inputs
 
 
-def _confusion_section(cm, images, labels, pred, conf, classes, s, fig_dir: Path) -> dict:
-    figures.confusion_heatmaps(cm, classes, fig_dir / "confusion.png")
+def _confusion_section(cm, images, labels, pred, conf, classes, s, fig: FigureInputs) -> dict:
     pairs = metrics.top_confused_pairs(cm, s.confused_pairs)
     shown, captions = [], []
     per_pair = 8
@@ -224,12 +236,12 @@ def _confusion_section(cm, images, labels, pred, conf, classes, s, fig_dir: Path
         for j in range(per_pair):
             if j < len(hits):
                 shown.append(images[hits[j]])
-                captions.append(figures.caption(labels[hits[j]], pred[hits[j]], conf[hits[j]], classes))
+                captions.append(caption(labels[hits[j]], pred[hits[j]], conf[hits[j]], classes))
             else:
                 shown.append(None)
                 captions.append("")
     if pairs:
-        figures.gallery(shown, captions, fig_dir / "confused_pairs.png", ncols=per_pair)
+        fig.galleries["confused_pairs"] = Gallery(shown, captions, ncols=per_pair)
     return {
         "matrix": cm.tolist(),
         "top_pairs": pairs,
@@ -238,7 +250,7 @@ def _confusion_section(cm, images, labels, pred, conf, classes, s, fig_dir: Path
     }
 
 
-def _failures_section(images, labels, pred, conf, classes, s, fig_dir: Path) -> dict:
+def _failures_section(images, labels, pred, conf, classes, s, fig: FigureInputs) -> dict:
     wrong = np.nonzero(pred != labels)[0]
     right = np.nonzero(pred == labels)[0]
     worst = wrong[np.argsort(-conf[wrong], kind="stable")][: s.gallery_size]
@@ -256,10 +268,11 @@ def _failures_section(images, labels, pred, conf, classes, s, fig_dir: Path) -> 
     ):
         real = idx[idx >= 0]
         if len(real):
-            shown = [images[i] if i >= 0 else None for i in idx]
-            captions = [figures.caption(labels[i], pred[i], conf[i], classes) if i >= 0 else "" for i in idx]
-            ncols = 2 * s.errors_per_class if key == "per_class_errors" else 8
-            figures.gallery(shown, captions, fig_dir / f"{key}.png", ncols=ncols)
+            fig.galleries[key] = Gallery(
+                [images[i] if i >= 0 else None for i in idx],
+                [caption(labels[i], pred[i], conf[i], classes) if i >= 0 else "" for i in idx],
+                ncols=2 * s.errors_per_class if key == "per_class_errors" else 8,
+            )
         out[key] = {
             "count": len(real),
             "figure": f"{key}.png" if len(real) else None,
@@ -270,13 +283,23 @@ def _failures_section(images, labels, pred, conf, classes, s, fig_dir: Path) -> 
     return out
 
 
-def _calibration_section(logits, labels, val_logits, val_labels, s, fig_dir: Path) -> dict:
+def confidence_word(temperature: float) -> str:
+    """The judgement the fitted temperature makes: T > 1 softens over-confident answers, T < 1
+    sharpens under-confident ones; within 5% of 1 the confidences are left as they are."""
+    if temperature > 1.05:
+        return "over-confident"
+    if temperature < 0.95:
+        return "under-confident"
+    return "about right in its confidence"
+
+
+def _calibration_section(logits, labels, val_logits, val_labels, s) -> dict:
     temperature = metrics.fit_temperature(val_logits, val_labels)
     before = metrics.calibration_bins(metrics.softmax(logits), labels, s.ece_bins)
     after = metrics.calibration_bins(metrics.softmax(logits, temperature), labels, s.ece_bins)
-    figures.reliability(before, after, temperature, fig_dir / "reliability.png")
     return {
         "temperature": temperature,
+        "verdict": confidence_word(temperature),
         "ece": before["ece"],
         "ece_scaled": after["ece"],
         "nll": metrics.negative_log_likelihood(logits, labels),
@@ -288,15 +311,14 @@ def _calibration_section(logits, labels, val_logits, val_labels, s, fig_dir: Pat
     }
 
 
-def _label_issue_section(images, labels, probs, classes, s, fig_dir: Path) -> dict:
+def _label_issue_section(images, labels, probs, classes, s, fig: FigureInputs) -> dict:
     found = label_issues.find_label_issues(labels, probs)
     top = found[: s.gallery_size]
     if len(top):
-        captions = [
-            f"t={figures.short(classes[labels[i]])}\np={figures.short(classes[probs[i].argmax()])} {probs[i].max():.2f}"
-            for i in top
-        ]
-        figures.gallery(images[top], captions, fig_dir / "label_issues.png")
+        fig.galleries["label_issues"] = Gallery(
+            list(images[top]),
+            [f"t={short(classes[labels[i]])}\np={short(classes[probs[i].argmax()])} {probs[i].max():.2f}" for i in top],
+        )
     planted = label_issues.planted_flip_recovery(labels, probs, s.label_flip_fraction, s.seed)
     return {
         "count": len(found),
@@ -315,20 +337,13 @@ def _label_issue_section(images, labels, probs, classes, s, fig_dir: Path) -> di
     }
 
 
-def _selective_section(conf, correct, val_logits, val_labels, s, fig_dir: Path) -> dict:
+def _selective_section(conf, correct, val_logits, val_labels, s, fig: FigureInputs) -> dict:
     val_probs = metrics.softmax(val_logits)
     val_correct = val_probs.argmax(1) == val_labels
     threshold = metrics.threshold_for_accuracy(val_probs.max(1), val_correct, s.target_accuracy)
     curve = metrics.risk_coverage(conf, correct.astype(np.float64))
     at = metrics.selective_at(conf, correct, threshold) if threshold is not None else None
-    point = (at["coverage"], at["accuracy"]) if at and at["coverage"] > 0 else None
-    figures.risk_coverage(
-        curve["coverage"],
-        curve["accuracy"],
-        point,
-        s.target_accuracy,
-        fig_dir / "risk_coverage.png",
-    )
+    fig.risk_coverage = (curve["coverage"], curve["accuracy"])
     grid = np.linspace(0.05, 1, 20)
     at_grid = np.searchsorted(curve["coverage"], grid - 1e-12)
     return {
@@ -349,7 +364,7 @@ def _selective_section(conf, correct, val_logits, val_labels, s, fig_dir: Path) 
     }
 
 
-def _comparison_section(model, other, images, labels, correct, probs, classes, s, fig_dir: Path) -> dict:
+def _comparison_section(other, images, labels, correct, probs, classes, s, fig: FigureInputs) -> dict:
     other_probs = metrics.softmax(predict(other, images, "compare", s.progress))
     other_pred = other_probs.argmax(1)
     other_correct = other_pred == labels
@@ -359,12 +374,13 @@ def _comparison_section(model, other, images, labels, correct, probs, classes, s
     pred = probs.argmax(1)
     differ = np.nonzero(pred != other_pred)[0][: s.gallery_size]
     if len(differ):
-        captions = [
-            f"t={figures.short(classes[labels[i]])}\nA={figures.short(classes[pred[i]])}"
-            f"\nB={figures.short(classes[other_pred[i]])}"
-            for i in differ
-        ]
-        figures.gallery(images[differ], captions, fig_dir / "disagreements.png")
+        fig.galleries["disagreements"] = Gallery(
+            list(images[differ]),
+            [
+                f"t={short(classes[labels[i]])}\nA={short(classes[pred[i]])}\nB={short(classes[other_pred[i]])}"
+                for i in differ
+            ],
+        )
     return {
         "model_path": str(other.info.path),
         "architecture": other.info.metadata.get("architecture", "unknown"),
