@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from contract.metadata import source_commit
 from contract.preprocess import to_model_input
-from contract.runtime import Classifier
+from contract.runtime import Classifier, softmax
 from report import corruptions, label_issues, metrics, robustness, story
 from report.figure_inputs import FigureInputs, Gallery, caption, short
 from report.robustness import seeded_subset
@@ -144,7 +145,7 @@ def compute(ctx: Context, s: ReportSettings, stages: Stages) -> tuple[dict, Figu
     logits = predict(model, images, "test", s.progress)
     val_logits = predict(model, ds.train_images[val_idx], "validation", s.progress)
     val_labels = ds.train_labels[val_idx]
-    probs = metrics.softmax(logits)
+    probs = softmax(logits, dtype=np.float64)
     pred, conf = probs.argmax(1), probs.max(1)
     correct = pred == labels
     stages.done("inference")
@@ -198,7 +199,7 @@ def compute(ctx: Context, s: ReportSettings, stages: Stages) -> tuple[dict, Figu
         "dataset_source": str(ds.source),
         "dataset_files": ds.sha256,
         "command": ctx.command,
-        "source_commit": story.source_commit(),
+        "source_commit": source_commit(),
         "providers": list(model.info.providers),
         "python": platform.python_version(),
         "compare_sha256": ctx.compare.info.sha256 if ctx.compare else None,
@@ -295,8 +296,8 @@ def confidence_word(temperature: float) -> str:
 
 def _calibration_section(logits, labels, val_logits, val_labels, s) -> dict:
     temperature = metrics.fit_temperature(val_logits, val_labels)
-    before = metrics.calibration_bins(metrics.softmax(logits), labels, s.ece_bins)
-    after = metrics.calibration_bins(metrics.softmax(logits, temperature), labels, s.ece_bins)
+    before = metrics.calibration_bins(softmax(logits, dtype=np.float64), labels, s.ece_bins)
+    after = metrics.calibration_bins(softmax(logits, temperature, dtype=np.float64), labels, s.ece_bins)
     return {
         "temperature": temperature,
         "verdict": confidence_word(temperature),
@@ -338,7 +339,7 @@ def _label_issue_section(images, labels, probs, classes, s, fig: FigureInputs) -
 
 
 def _selective_section(conf, correct, val_logits, val_labels, s, fig: FigureInputs) -> dict:
-    val_probs = metrics.softmax(val_logits)
+    val_probs = softmax(val_logits, dtype=np.float64)
     val_correct = val_probs.argmax(1) == val_labels
     threshold = metrics.threshold_for_accuracy(val_probs.max(1), val_correct, s.target_accuracy)
     curve = metrics.risk_coverage(conf, correct.astype(np.float64))
@@ -365,7 +366,7 @@ def _selective_section(conf, correct, val_logits, val_labels, s, fig: FigureInpu
 
 
 def _comparison_section(other, images, labels, correct, probs, classes, s, fig: FigureInputs) -> dict:
-    other_probs = metrics.softmax(predict(other, images, "compare", s.progress))
+    other_probs = softmax(predict(other, images, "compare", s.progress), dtype=np.float64)
     other_pred = other_probs.argmax(1)
     other_correct = other_pred == labels
     summary = metrics.classification_summary(

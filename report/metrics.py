@@ -14,14 +14,6 @@ from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of logits / temperature, in float64."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
     return float(np.mean(np.asarray(labels) == np.asarray(predictions)))
 

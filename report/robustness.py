@@ -9,6 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
+from contract.runtime import softmax
 from report import corruptions, metrics, story
 from report.figure_inputs import FigureInputs, Gallery, caption
 from report.photolike import photo_like_set
@@ -76,7 +77,7 @@ def photo_section(model, images, labels, test_pred, classes, s, fig: FigureInput
         to_fashion_mnist(decode_image(data))
         for data, _ in tqdm(uploads, desc="photo-like", leave=False, disable=not s.progress)
     ]
-    probs = metrics.softmax(model.logits(to_model_input(crops)))
+    probs = softmax(model.logits(to_model_input(crops)), dtype=np.float64)
     pred = probs.argmax(1)
     sub_labels = labels[idx]
     shown = np.arange(min(16, len(idx)))

@@ -4,11 +4,11 @@ ablation table and where everything came from."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
+from contract import metadata
 from contract.runtime import ModelInfo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,16 +30,12 @@ def _unwrap(config, where: str) -> dict:
 
 
 def recorded_config(info: ModelInfo) -> dict:
-    """The training config the exporter recorded in the model's metadata ('config', JSON);
-    {} when the model records none. Bad JSON is an error naming the model file and the key."""
-    text = info.metadata.get("config")
-    if text is None:
-        return {}
+    """The training config the exporter recorded in the model's metadata; {} when it records
+    none. Bad JSON is an error naming the model file and the key."""
     try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{info.path}: metadata 'config' is not valid JSON ({exc.msg})") from None
-    return _unwrap(config, f"{info.path}: metadata 'config'")
+        return metadata.training_config(info.metadata) or {}
+    except metadata.MetadataError as exc:
+        raise ValueError(f"{info.path}: {exc}") from None
 
 
 def training_config(info: ModelInfo, run: dict | None) -> dict:
@@ -49,38 +45,15 @@ def training_config(info: ModelInfo, run: dict | None) -> dict:
     return recorded_config(info)
 
 
-def _whole_number(raw, where: str) -> int:
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
-        return int(raw)
-    raise ValueError(f"{where} must be a whole number, got {raw!r}")
-
-
 def recorded_split(info: ModelInfo) -> tuple[int, int]:
-    """(val_size, split_seed) of the validation split the model was trained with, as the model
-    records it: the metadata keys 'val_size' and 'split_seed', else data.val_size and
-    data.split_seed of the recorded training config. A model that records neither is an error
-    (the report must not guess which images it never trained on)."""
-    data = recorded_config(info).get("data")
-    data = data if isinstance(data, dict) else {}
-    values = []
-    for key in ("val_size", "split_seed"):
-        found = {}
-        if key in info.metadata:
-            found[f"metadata '{key}'"] = _whole_number(info.metadata[key], f"{info.path}: metadata '{key}'")
-        if key in data:
-            where = f"metadata 'config' data.{key}"
-            found[where] = _whole_number(data[key], f"{info.path}: {where}")
-        if not found:
-            raise ValueError(
-                f"{info.path}: the model records no validation split: neither metadata '{key}' nor "
-                f"data.{key} in its metadata 'config' (wardrobe export writes them)"
-            )
-        if len(set(found.values())) > 1:
-            raise ValueError(f"{info.path}: the model records two different {key}s: {found}")
-        values.append(next(iter(found.values())))
-    return values[0], values[1]
+    """(val_size, split_seed) of the validation split the model records (contract/metadata.py);
+    a model that records none is an error naming the file (the report must not guess which
+    images the model never trained on)."""
+    try:
+        split = metadata.validation_split(info.metadata)
+    except metadata.MetadataError as exc:
+        raise ValueError(f"{info.path}: {exc}") from None
+    return split.val_size, split.seed
 
 
 def flatten(config, prefix: str = "") -> list[list[str]]:
@@ -91,29 +64,6 @@ def flatten(config, prefix: str = "") -> list[list[str]]:
     for key, value in config.items():
         rows += flatten(value, f"{prefix}.{key}" if prefix else str(key))
     return rows
-
-
-def source_commit() -> str:
-    """HEAD of the checkout this code runs from, '+dirty' when it has local changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
 
 
 def read_run(run_dir: Path) -> dict:

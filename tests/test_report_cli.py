@@ -412,8 +412,9 @@ def test_the_report_validates_on_the_split_the_model_records(other_split_model, 
     [
         ('{"data": {"split_seed": 0, ', "metadata 'config' is not valid JSON"),
         ("[1, 2]", "metadata 'config' must be a JSON object"),
-        ('{"data": {"split_seed": 0}}', "the model records no validation split: neither metadata 'val_size'"),
-        ('{"data": {"split_seed": 0, "val_size": "many"}}', "metadata 'config' data.val_size must be a whole number"),
+        ('{"optim": {"name": "none"}}', "metadata records no validation split: no 'val_size' entry"),
+        ('{"data": {"split_seed": 0}}', "the training config has no data.val_size and data.split_seed"),
+        ('{"data": {"split_seed": 0, "val_size": "many"}}', "config data.val_size must be a whole number"),
     ],
 )
 def test_a_model_with_a_bad_or_missing_recorded_split_is_a_clear_error(config, message, fmnist, tmp_path):
