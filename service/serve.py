@@ -1,11 +1,19 @@
-"""`wardrobe serve` and `wardrobe demo`: start the BentoML service (`bentoml serve` underneath)."""
+"""`wardrobe serve` and `wardrobe demo`: start the BentoML service (`bentoml serve` underneath).
+
+The server runs in its own process group, and whatever ends the command —
+Ctrl-C, SIGTERM, an error — stops that whole group: no `bentoml serve` or
+worker process outlives `wardrobe serve`/`demo` holding the port.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -34,7 +42,8 @@ def start(model: Path | None, port: int, host: str) -> subprocess.Popen:
     Settings.from_env(env)
     command = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port),
                "--host", host]  # fmt: skip
-    return subprocess.Popen(command, cwd=ROOT, env=env)
+    # Its own process group, so stop() can end the server's workers too, not only `bentoml serve`.
+    return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
 
 
 def wait_ready(process: subprocess.Popen, url: str, timeout_s: float = 180) -> None:
@@ -53,36 +62,69 @@ def wait_ready(process: subprocess.Popen, url: str, timeout_s: float = 180) -> N
     raise RuntimeError(f"the server was not ready after {timeout_s:.0f} s ({url}/readyz)")
 
 
-def stop(process: subprocess.Popen) -> int:
-    """Stop the server (SIGTERM, then SIGKILL after 20 s); return its exit status."""
+def stop(process: subprocess.Popen, grace_s: float = 20) -> int:
+    """Stop the server (SIGTERM, then SIGKILL after `grace_s`); return its exit status.
+
+    When the server leads its own process group (as `start` makes it), whatever is
+    left of the group afterwards (a worker still draining, or one that missed the
+    signal) is killed too.
+    """
+    group = None
+    with contextlib.suppress(ProcessLookupError):
+        if os.getpgid(process.pid) == process.pid:
+            group = process.pid
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             process.kill()
-    return process.wait()
+    returncode = process.wait()
+    if group is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+    return returncode
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """Inside the block, SIGTERM raises SystemExit(143) instead of ending the process on the
+    spot, so the `finally` that stops the server runs (Python's default skips it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def serve(model: Path | None = None, port: int = 3000, host: str = "127.0.0.1") -> int:
     """Run the service in the foreground until it exits or Ctrl-C."""
-    process = start(model, port, host)
-    try:
-        return process.wait()
-    finally:
-        stop(process)
+    with _sigterm_as_exit():
+        process = start(model, port, host)
+        try:
+            return process.wait()
+        finally:
+            stop(process)
 
 
 def demo(port: int = 3000) -> int:
     """Start the service on the shipped model, print a curl line that classifies a sample."""
     host = "127.0.0.1"
     url = f"http://{host}:{port}"
-    process = start(None, port, host)
-    try:
-        wait_ready(process, url)
-        sample = os.path.relpath(SAMPLE) if SAMPLE.is_relative_to(Path.cwd()) else str(SAMPLE)
-        print(f"\nwardrobe is serving on {url} (Ctrl-C to stop). Classify a sample image:\n")
-        print(f"    curl -F images=@{shlex.quote(sample)} {url}/classify\n", flush=True)
-        return process.wait()
-    finally:
-        stop(process)
+    with _sigterm_as_exit():
+        process = start(None, port, host)
+        try:
+            wait_ready(process, url)
+            sample = os.path.relpath(SAMPLE) if SAMPLE.is_relative_to(Path.cwd()) else str(SAMPLE)
+            print(f"\nwardrobe is serving on {url} (Ctrl-C to stop). Classify a sample image:\n")
+            print(f"    curl -F images=@{shlex.quote(sample)} {url}/classify\n", flush=True)
+            return process.wait()
+        finally:
+            stop(process)

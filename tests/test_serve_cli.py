@@ -1,4 +1,5 @@
-"""`wardrobe serve` and `wardrobe demo`: clear start-up errors, and a demo whose curl line works."""
+"""`wardrobe serve` and `wardrobe demo`: clear start-up errors, a demo whose curl line works,
+and no server left behind when the command is stopped."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,3 +58,42 @@ def test_demo_prints_a_curl_line_that_classifies_the_sample(tiny_model_path):
     finally:
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=30) == 130
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.slow
+def test_sigterm_to_demo_also_stops_its_server_and_frees_the_port(tiny_model_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "WARDROBE_MODEL": str(tiny_model_path), "WARDROBE_WORKERS": "1"}
+    demo = subprocess.Popen(
+        [*WARDROBE, "demo", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    server: list[psutil.Process] = []
+    try:
+        next(line for line in demo.stdout if line.strip().startswith("curl "))  # serving now
+        server = psutil.Process(demo.pid).children(recursive=True)
+        assert server, "wardrobe demo started no server process"
+        assert not _port_is_free(port)
+
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=60) == 128 + signal.SIGTERM
+        _, alive = psutil.wait_procs(server, timeout=10)
+        assert not alive, f"left running after SIGTERM to wardrobe demo: {[p.cmdline() for p in alive]}"
+        assert _port_is_free(port), f"port {port} still held after wardrobe demo stopped"
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        for process in server:
+            if process.is_running():
+                process.kill()
