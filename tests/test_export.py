@@ -10,10 +10,14 @@ import onnx
 import pytest
 from conftest import tiny_checkpoint
 
+from contract import metadata
+from contract.preprocess import to_model_input
 from contract.runtime import ModelError, check_model_file, load_model
 from training import export as export_module
+from training import quantize
+from training.data import Split, stratified_split
 from training.fashion_mnist import CLASSES
-from training.quantize import quantize_int8
+from training.quantize import calibration_indices, quantize_int8
 from wardrobe.cli import main as cli_main
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -59,6 +63,9 @@ def test_metadata_is_complete_and_parseable(tiny_model_path, fmnist):
     assert meta["dataset_sha256"] == fmnist.checksum
     assert 0.0 <= float(meta["test_accuracy"]) <= 1.0
     assert float(meta["parity_max_abs_logit_diff"]) <= export_module.PARITY_TOLERANCE
+    assert meta["parity_reference"] == "pytorch" and meta["parity_changed_predictions"] == "0"
+    assert metadata.validation_split(meta) == metadata.ValidationSplit(val_size=5000, seed=0)
+    assert meta["val_size"] == "5000"
 
 
 def test_broken_parity_fails_loudly_and_writes_nothing(tmp_path, monkeypatch):
@@ -82,13 +89,55 @@ def test_export_refuses_an_out_path_that_is_not_onnx(tmp_path, capsys):
     assert "must end in .onnx" in capsys.readouterr().err
 
 
-def test_int8_variant_keeps_the_contract_and_metadata(tiny_model_path, tmp_path):
+def test_int8_variant_keeps_the_contract_records_its_own_figures_and_calibrates_on_training_images(
+    tiny_model_path, tmp_path, fmnist, monkeypatch
+):
+    drawn, fed = [], []
+    monkeypatch.setattr(quantize, "calibration_indices",
+                        lambda *a, **k: drawn.append(calibration_indices(*a, **k)) or drawn[-1])  # fmt: skip
+
+    class RecordingTrainImages(quantize.TrainImages):
+        def __init__(self, images, batch=100):
+            fed.append(images.copy())
+            super().__init__(images, batch)
+
+    monkeypatch.setattr(quantize, "TrainImages", RecordingTrainImages)
     result = quantize_int8(tiny_model_path, tmp_path / "tiny-int8.onnx", calibration_images=200)
+
+    # calibration: 200 images of the recorded training split, none of validation (or test)
+    fp32 = load_model(tiny_model_path)
+    recorded = metadata.validation_split(fp32.info.metadata)
+    split = stratified_split(fmnist.train_labels, recorded.val_size, recorded.seed)
+    [indices], [images] = drawn, fed
+    assert len(indices) == 200 == len(set(indices.tolist()))
+    assert set(indices.tolist()) <= set(split.train_indices.tolist())
+    assert not set(indices.tolist()) & set(split.val_indices.tolist())
+    np.testing.assert_array_equal(images, fmnist.train_images[indices])
+
     model = load_model(result.path)
+    meta = model.info.metadata
     assert model.classes == tuple(CLASSES)
-    assert "int8" in model.info.metadata["quantization"]
-    assert float(model.info.metadata["test_accuracy"]) == pytest.approx(result.test_accuracy, abs=1e-4)
+    assert "int8" in meta["quantization"]
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(result.path).graph.node)
+    # the figures are the INT8 graph's own, not copied from the FP32 file
+    test_input = to_model_input(fmnist.test_images)
+    int8_logits, fp32_logits = model.logits(test_input), fp32.logits(test_input)
+    assert float(meta["test_accuracy"]) == pytest.approx((int8_logits.argmax(1) == fmnist.test_labels).mean(), abs=5e-5)
+    assert meta["parity_reference"] == "fp32-onnx"
+    assert float(meta["parity_max_abs_logit_diff"]) == pytest.approx(
+        float(np.abs(int8_logits - fp32_logits).max()), rel=1e-3
+    )
+    assert int(meta["parity_changed_predictions"]) == int((int8_logits.argmax(1) != fp32_logits.argmax(1)).sum())
+    assert meta["parity_max_abs_logit_diff"] != fp32.info.metadata["parity_max_abs_logit_diff"]
+
+
+def test_calibration_draws_only_from_the_training_part_of_the_split():
+    split = Split(train_indices=np.arange(0, 100), val_indices=np.arange(100, 120), seed=0)
+    drawn = calibration_indices(split, 50, seed=3)
+    assert len(set(drawn.tolist())) == 50 and set(drawn.tolist()) <= set(range(100))
+    np.testing.assert_array_equal(drawn, calibration_indices(split, 50, seed=3))  # seeded
+    with pytest.raises(ValueError, match="calibration_images must be between 1 and 100"):
+        calibration_indices(split, 101, seed=3)
 
 
 def test_truncated_model_file_is_refused(tiny_model_path, tmp_path):

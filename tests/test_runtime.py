@@ -298,3 +298,41 @@ def test_wardrobe_model_and_the_gpu_override_the_int8_default(monkeypatch, tmp_p
     monkeypatch.setattr(runtime, "cuda_available", lambda: True)
     choice = runtime.choose_model("auto", environ={})
     assert choice.path.name == "cnn.onnx" and choice.reason == "FP32 on the GPU"
+
+
+@pytest.fixture
+def cuda_that_falls_back(monkeypatch):
+    """A machine where onnxruntime and the driver report a GPU, but the CUDA provider cannot
+    start (no CUDA/cuDNN libraries): sessions silently come up on the CPU, as onnxruntime does."""
+    real_session = runtime.ort.InferenceSession
+    asked = []
+
+    def session(data, sess_options=None, providers=None):
+        asked.append(list(providers))
+        return real_session(data, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(runtime, "cuda_available", lambda: True)
+    monkeypatch.setattr(runtime.ort, "InferenceSession", session)
+    monkeypatch.setattr(runtime.ort, "preload_dlls", lambda: None, raising=False)
+    return asked
+
+
+def test_auto_device_falls_back_to_cpu_with_a_warning(cuda_that_falls_back, tiny_model_path, caplog):
+    with caplog.at_level("WARNING", logger=runtime.__name__):
+        classifier = load_model(tiny_model_path, device="auto", threads=1)
+    assert cuda_that_falls_back == [["CUDAExecutionProvider", "CPUExecutionProvider"]]
+    assert classifier.info.providers == ("CPUExecutionProvider",)
+    assert "onnxruntime gave ['CPUExecutionProvider']" in caplog.text
+    assert classifier.logits(np.zeros((3, 1, 28, 28), dtype=np.float32)).shape == (3, 10)
+
+
+def test_cuda_device_refuses_to_fall_back_to_cpu(cuda_that_falls_back, tiny_model_path):
+    fell_back = r"device 'cuda' requested but onnxruntime fell back to \['CPUExecutionProvider'\]"
+    with pytest.raises(RuntimeError, match=fell_back):
+        load_model(tiny_model_path, device="cuda", threads=1)
+    assert cuda_that_falls_back == [["CUDAExecutionProvider", "CPUExecutionProvider"]]
+
+
+def test_cpu_device_never_asks_for_cuda(cuda_that_falls_back, tiny_model_path):
+    assert load_model(tiny_model_path, device="cpu", threads=1).info.providers == ("CPUExecutionProvider",)
+    assert cuda_that_falls_back == [["CPUExecutionProvider"]]

@@ -60,12 +60,13 @@ def test_demo_prints_a_curl_line_that_classifies_the_sample(tiny_model_path):
         assert demo.wait(timeout=30) == 130
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
+def _listening(port: int) -> bool:
+    """Whether something accepts connections on the port (a bind test would also trip on the
+    TIME_WAIT left by the readiness polls, which a restarted server's SO_REUSEADDR ignores)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return False
     return True
 
 
@@ -84,13 +85,13 @@ def test_sigterm_to_demo_also_stops_its_server_and_frees_the_port(tiny_model_pat
         next(line for line in demo.stdout if line.strip().startswith("curl "))  # serving now
         server = psutil.Process(demo.pid).children(recursive=True)
         assert server, "wardrobe demo started no server process"
-        assert not _port_is_free(port)
+        assert _listening(port)
 
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(timeout=60) == 128 + signal.SIGTERM
         _, alive = psutil.wait_procs(server, timeout=10)
         assert not alive, f"left running after SIGTERM to wardrobe demo: {[p.cmdline() for p in alive]}"
-        assert _port_is_free(port), f"port {port} still held after wardrobe demo stopped"
+        assert not _listening(port), f"port {port} still served after wardrobe demo stopped"
     finally:
         if demo.poll() is None:
             demo.kill()

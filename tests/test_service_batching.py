@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -88,3 +89,40 @@ def test_a_model_failure_fails_that_batch_only():
         return await batcher.submit(_images(7, 1))
 
     assert _run(main())[0, 0] == 7
+
+
+def test_a_cancelled_request_leaves_the_queue_and_never_reaches_the_model():
+    release = threading.Event()
+    calls: list[list[float]] = []
+
+    def slow_identity(batch: np.ndarray) -> np.ndarray:
+        calls.append(batch[:, 0, 0, 0].tolist())
+        if len(calls) == 1:
+            release.wait(10)  # the model is busy with the first request while others queue
+        return _identity(batch)
+
+    batcher = Batcher(slow_identity, max_batch_size=64, max_latency_s=0)
+
+    async def main():
+        first = asyncio.create_task(batcher.submit(_images(0, 1)))
+        while not calls:  # the first request is in the model now
+            await asyncio.sleep(0.01)
+        gone = asyncio.create_task(batcher.submit(_images(100, 3)))
+        kept = asyncio.create_task(batcher.submit(_images(200, 2)))
+        await asyncio.sleep(0.05)
+        assert batcher.queued == 5
+        gone.cancel()  # the client went away while waiting for the busy model
+        await asyncio.sleep(0)
+        release.set()
+        answers = await asyncio.gather(first, kept)
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        return answers
+
+    try:
+        first, kept = _run(main())
+    finally:
+        batcher.close()
+    assert calls == [[0.0], [200.0, 201.0]], "the cancelled request's images were run"
+    assert kept[:, 0].tolist() == [200.0, 201.0]
+    assert batcher.queued == 0

@@ -141,11 +141,19 @@ ACCEPTED = {
 
 
 @pytest.mark.parametrize("kind", list(ACCEPTED))
-def test_every_accepted_format_and_mode_is_classified(server, kind):
+def test_every_accepted_format_and_mode_is_classified(server, tiny_model_path, kind):
     fmt, mode, options = ACCEPTED[kind]
-    response = _classify(server, [("images", (f"sneaker.{kind}", _encoded(fmt, mode, **options)))])
+    data = _encoded(fmt, mode, **options)
+    response = _classify(server, [("images", (f"sneaker.{kind}", data))])
     assert response.status_code == 200, response.text
-    assert response.json()[0]["label"]
+    # the server's answer is the model's answer for these very bytes, decoded the contract's way
+    classifier = load_model(tiny_model_path, device="cpu", threads=1)
+    probabilities = classifier.probabilities(to_model_input([to_fashion_mnist(decode_image(data))]))
+    [want] = top_k_predictions(probabilities, classifier.classes, 3)
+    [got] = response.json()
+    assert (got["label"], got["class_id"]) == (want["label"], want["class_id"])
+    assert got["label"] == classifier.classes[got["class_id"]]
+    assert got["confidence"] == pytest.approx(want["confidence"], abs=2e-4)
 
 
 def _truncated_png() -> bytes:

@@ -130,3 +130,41 @@ def test_torchrun_trains_with_two_gloo_processes(tmp_path):
 def test_a_batch_larger_than_the_training_set_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match=r"batch_size 512 is larger than the 100 training images"):
         train_main(tiny(tmp_path, "data.train_subset=100", "batch_size=512"))
+
+
+def test_the_long_recipe_runs_its_ema_cosine_and_erasing_paths_on_a_tiny_budget(tmp_path):
+    """configs/cnn-long.toml as shipped (EMA weights, cosine schedule with warm-up, random
+    erasing, flip TTA), shrunk to seconds: narrow stages, 400 images, 3 epochs."""
+    cfg = load_config(
+        REPO / "configs" / "cnn-long.toml",
+        ["model.channels=[4,8,8]", "data.train_subset=400", "batch_size=100", "epochs=3", "threads=1",
+         "schedule.warmup_epochs=1", f'out_dir="{tmp_path}"'],
+    )  # fmt: skip
+    assert cfg.ema_decay > 0 and cfg.schedule.name == "cosine" and cfg.augment.erase_prob > 0
+    run = train_main(cfg)
+    history = rows(run)
+    assert len(history) == 3
+    # cosine after one warm-up epoch: the peak learning rate, then half of it, then zero
+    lrs = [row["lr"] for row in history]
+    assert lrs[0] == pytest.approx(cfg.optim.lr)
+    assert lrs[1] == pytest.approx(cfg.optim.lr / 2)
+    assert lrs[2] == pytest.approx(0.0, abs=1e-9)
+
+    last = load_checkpoint(run / "last.pt")
+    assert last["ema"] is not None, "ema_decay > 0 must keep averaged weights"
+    assert int(last["ema"]["n_averaged"]) == 3 * 4  # updated after every optimizer step
+    averaged = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    assert averaged.keys() == last["model"].keys()
+    assert any(not torch.equal(averaged[k], last["model"][k]) for k in averaged if averaged[k].is_floating_point())
+    # what is evaluated and saved as best is the averaged model
+    assert load_checkpoint(run / "best.pt")["model"].keys() == averaged.keys()
+
+
+def test_adamw_with_the_dataloader_path_learns(tmp_path):
+    run = train_main(tiny(tmp_path, 'optim.name="adamw"', "optim.lr=0.003", 'data.loader="dataloader"',
+                          "data.workers=1", "epochs=2"))  # fmt: skip
+    history = rows(run)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["val_acc"] > 0.5
+    optimizer = load_checkpoint(run / "last.pt")["optimizer"]
+    assert "exp_avg_sq" in next(iter(optimizer["state"].values())), "AdamW's second-moment state is missing"

@@ -1,0 +1,96 @@
+"""The request timeout the README promises: a request still unanswered after
+WARDROBE_TIMEOUT_S gets 504 with a JSON error, and the server keeps serving.
+
+The slow request is a client that sends the headers and part of the body, then
+stalls: the service is waiting for the upload, deterministically, with no hook
+inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.serve import SERVICE, stop, wait_ready
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "service" / "samples" / "sneaker.png"
+TIMEOUT_S = 5
+BOUNDARY = "wardrobe-timeout-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_path, tmp_path_factory):
+    port = _free_port()
+    env = {**os.environ, "WARDROBE_MODEL": str(tiny_model_path), "WARDROBE_WORKERS": "1",
+           "WARDROBE_TIMEOUT_S": str(TIMEOUT_S)}  # fmt: skip
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_ready(process, f"http://127.0.0.1:{port}", timeout_s=120)
+            yield port
+        finally:
+            stop(process)
+
+
+def _read_response(connection: socket.socket, timeout_s: float) -> tuple[int, bytes]:
+    connection.settimeout(timeout_s)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed without a response: {data[:200]!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = connection.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(head.split()[1]), body
+
+
+@pytest.mark.slow
+def test_a_request_unanswered_after_the_timeout_gets_504_and_the_server_keeps_serving(server):
+    body = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="images"; filename="sneaker.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode() + SAMPLE.read_bytes() + f"\r\n--{BOUNDARY}--\r\n".encode()
+    head = (
+        f"POST /classify HTTP/1.1\r\nHost: 127.0.0.1:{server}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server), timeout=30) as connection:
+        started = time.monotonic()
+        connection.sendall(head + body[:64])  # ... and the rest never comes
+        status, answer = _read_response(connection, timeout_s=TIMEOUT_S + 30)
+        waited = time.monotonic() - started
+    assert status == 504, answer
+    assert "error" in json.loads(answer)
+    assert waited >= TIMEOUT_S * 0.9, f"answered after {waited:.1f} s, before the {TIMEOUT_S} s timeout"
+
+    response = httpx.post(
+        f"http://127.0.0.1:{server}/classify", files=[("images", ("sneaker.png", SAMPLE.read_bytes()))], timeout=30
+    )
+    assert response.status_code == 200, response.text
