@@ -37,7 +37,7 @@ DEVICE = "cuda" if GPU or _REQUESTED.device == "cuda" else "cpu"
     threads=1,  # the endpoint is async; inference has its own thread in the Batcher
     resources={"gpu": 1} if GPU else {"cpu": str(SETTINGS.workers)},
     traffic={"timeout": SETTINGS.timeout_s},
-    # The access log halves throughput on a model this small (benchmarks/load.py).
+    # Off by default: a log line per request is a real share of the work on a model this small.
     logging={"access": {"enabled": SETTINGS.access_log}},
     # BentoML's OpenTelemetry middleware builds a span per request even when nothing samples it.
     tracing={} if SETTINGS.tracing else {"excluded_urls": ["/classify", "/metrics", "/readyz"]},

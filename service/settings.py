@@ -55,9 +55,9 @@ class Settings:
     """WARDROBE_MAX_CONNECTIONS: requests in progress per worker, uploads still arriving included
     (503 with Retry-After above, answered before reading the body; probes and /metrics exempt)."""
     access_log: bool = False
-    """WARDROBE_ACCESS_LOG: log every request (costs about half the throughput on small models)."""
+    """WARDROBE_ACCESS_LOG: log every request (off by default: it costs throughput on small models)."""
     tracing: bool = False
-    """WARDROBE_TRACING: OpenTelemetry spans for /classify (off: about 10% of a worker's CPU)."""
+    """WARDROBE_TRACING: OpenTelemetry spans for /classify (off by default: a span per request costs CPU)."""
     db: str = ""
     """WARDROBE_DB: the wardrobe's database, a SQLite file path or a postgresql:// URL
     (empty: wardrobe/wardrobe.db in the user's data directory; see docs/wardrobe.md)."""
