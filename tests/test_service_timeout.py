@@ -1,15 +1,17 @@
 """The request timeout the README promises: a request still unanswered after
 WARDROBE_TIMEOUT_S gets 504 with a JSON error, and the server keeps serving.
 
-The slow request is a client that sends the headers and part of the body, then
-stalls: the service is waiting for the upload, deterministically, with no hook
-inside it.
+The slow request is a client that trickles its upload, a byte every half
+second: never pausing long enough for the body deadline's 408 (the minimum
+rate is switched off here), never finishing, so the service is waiting for it,
+deterministically, with no hook inside it, until the timeout answers.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -24,6 +26,7 @@ from service.serve import SERVICE, stop, wait_ready
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "service" / "samples" / "sneaker.png"
 TIMEOUT_S = 5
+BODY_IDLE_S = 2
 BOUNDARY = "wardrobe-timeout-test"
 
 
@@ -37,7 +40,8 @@ def _free_port() -> int:
 def server(tiny_model_path, tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "WARDROBE_MODEL": str(tiny_model_path), "WARDROBE_WORKERS": "1",
-           "WARDROBE_TIMEOUT_S": str(TIMEOUT_S)}  # fmt: skip
+           "WARDROBE_TIMEOUT_S": str(TIMEOUT_S), "WARDROBE_BODY_IDLE_S": str(BODY_IDLE_S),
+           "WARDROBE_BODY_MIN_RATE": "0"}  # fmt: skip
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -83,8 +87,14 @@ def test_a_request_unanswered_after_the_timeout_gets_504_and_the_server_keeps_se
     ).encode()
     with socket.create_connection(("127.0.0.1", server), timeout=30) as connection:
         started = time.monotonic()
-        connection.sendall(head + body[:64])  # ... and the rest never comes
-        status, answer = _read_response(connection, timeout_s=TIMEOUT_S + 30)
+        connection.sendall(head + body[:64])
+        sent = 64
+        while not select.select([connection], [], [], 0.5)[0]:  # until the server answers
+            assert time.monotonic() - started < TIMEOUT_S + 30, "no answer long after the timeout"
+            assert sent < len(body) - 1, "the trickle ran out of body before the timeout"
+            connection.sendall(body[sent : sent + 1])  # one byte per half second: slow, never idle
+            sent += 1
+        status, answer = _read_response(connection, timeout_s=30)
         waited = time.monotonic() - started
     assert status == 504, answer
     assert "error" in json.loads(answer)
