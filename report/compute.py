@@ -19,6 +19,7 @@ from contract.runtime import Classifier, softmax
 from report import corruptions, label_issues, metrics, robustness, story
 from report.figure_inputs import FigureInputs, Gallery, caption, short
 from report.robustness import seeded_subset
+from training import calibration
 from training.data import stratified_split
 from training.fashion_mnist import FashionMNIST
 
@@ -161,7 +162,7 @@ def compute(ctx: Context, s: ReportSettings, stages: Stages) -> tuple[dict, Figu
         corruption_kinds=len(corruptions.CORRUPTIONS),
     )
     r["data"] = story.data_section(ds, split, classes)
-    r["model"] = story.model_section(meta, config, ctx.run)
+    r["model"] = story.model_section(model.info, config, ctx.run)
     stages.done("story")
 
     summary = metrics.classification_summary(labels, pred, k, s.bootstrap_resamples, s.seed, s.ci_level)
@@ -295,16 +296,16 @@ def confidence_word(temperature: float) -> str:
 
 
 def _calibration_section(logits, labels, val_logits, val_labels, s) -> dict:
-    temperature = metrics.fit_temperature(val_logits, val_labels)
-    before = metrics.calibration_bins(softmax(logits, dtype=np.float64), labels, s.ece_bins)
-    after = metrics.calibration_bins(softmax(logits, temperature, dtype=np.float64), labels, s.ece_bins)
+    temperature = calibration.fit_temperature(val_logits, val_labels)
+    before = calibration.calibration_bins(softmax(logits, dtype=np.float64), labels, s.ece_bins)
+    after = calibration.calibration_bins(softmax(logits, temperature, dtype=np.float64), labels, s.ece_bins)
     return {
         "temperature": temperature,
         "verdict": confidence_word(temperature),
         "ece": before["ece"],
         "ece_scaled": after["ece"],
-        "nll": metrics.negative_log_likelihood(logits, labels),
-        "nll_scaled": metrics.negative_log_likelihood(logits, labels, temperature),
+        "nll": calibration.negative_log_likelihood(logits, labels),
+        "nll_scaled": calibration.negative_log_likelihood(logits, labels, temperature),
         "val_images": len(val_labels),
         "bins": before,
         "bins_scaled": after,
@@ -388,7 +389,7 @@ def _comparison_section(other, images, labels, correct, probs, classes, s, fig: 
         "accuracy": summary["accuracy"],
         "accuracy_ci": summary["accuracy_ci"],
         "macro_f1": summary["macro_f1"],
-        "ece": metrics.expected_calibration_error(other_probs, labels, s.ece_bins),
+        "ece": calibration.expected_calibration_error(other_probs, labels, s.ece_bins),
         "disagreements": int((pred != other_pred).sum()),
         "mcnemar": metrics.mcnemar(correct, other_correct),
         "figure": "disagreements.png" if len(differ) else None,

@@ -1,6 +1,6 @@
-"""Pure evaluation metrics: accuracy and its intervals, per-class scores, calibration,
-selective prediction, McNemar's test and the corruption error. Arrays in, numbers out; seeds are
-passed in."""
+"""Pure evaluation metrics: accuracy and its intervals, per-class scores, selective prediction,
+McNemar's test and the corruption error. Arrays in, numbers out; seeds are passed in. Calibration
+(temperature, ECE, NLL) is training/calibration.py's, the same code the exporter uses."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
@@ -143,55 +143,6 @@ def top_confused_pairs(cm: np.ndarray, k: int) -> list[dict]:
             }
         )
     return pairs
-
-
-# ---------------------------------------------------------------------------
-# Calibration
-
-
-def calibration_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
-    """Equal-width confidence bins (lo, hi] as in Guo et al. 2017: count, accuracy and mean
-    confidence per bin, and the expected calibration error (bin-weighted |acc - conf|)."""
-    probabilities = np.asarray(probabilities)
-    confidence = probabilities.max(axis=1)
-    correct = (probabilities.argmax(axis=1) == labels).astype(np.float64)
-    which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
-    count = np.bincount(which, minlength=bins)
-    acc_sum = np.bincount(which, weights=correct, minlength=bins)
-    conf_sum = np.bincount(which, weights=confidence, minlength=bins)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        acc = np.where(count > 0, acc_sum / count, 0.0)
-        conf = np.where(count > 0, conf_sum / count, 0.0)
-    ece = float(np.sum(count / len(labels) * np.abs(acc - conf)))
-    return {
-        "bins": bins,
-        "count": count.tolist(),
-        "accuracy": acc.tolist(),
-        "confidence": conf.tolist(),
-        "ece": ece,
-    }
-
-
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    return calibration_bins(probabilities, labels, bins)["ece"]
-
-
-def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    log_norm = np.log(np.exp(z).sum(axis=1))
-    return float(np.mean(log_norm - z[np.arange(len(labels)), labels]))
-
-
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature T > 0 minimising the NLL of softmax(logits / T) (Guo et al. 2017)."""
-    result = optimize.minimize_scalar(
-        lambda log_t: negative_log_likelihood(logits, labels, math.exp(log_t)),
-        bounds=(math.log(0.05), math.log(20.0)),
-        method="bounded",
-        options={"xatol": 1e-5},
-    )
-    return float(math.exp(result.x))
 
 
 # ---------------------------------------------------------------------------

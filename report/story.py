@@ -114,20 +114,27 @@ def data_section(ds, split, classes) -> dict:
     }
 
 
-def model_section(meta: dict, config: dict, run: dict | None) -> dict:
-    def number(key):
-        try:
-            return float(meta[key])
-        except (KeyError, ValueError):
+def model_section(info: ModelInfo, config: dict, run: dict | None) -> dict:
+    def number(key: str) -> float | None:
+        """A numeric metadata entry; None when the model does not record it, an error naming
+        the file and the key when it is not a number."""
+        if key not in info.metadata:
             return None
+        try:
+            return metadata.number(info.metadata, key)
+        except metadata.MetadataError as exc:
+            raise ValueError(f"{info.path}: {exc}") from None
 
     section = {
-        "architecture": meta.get("architecture", "unknown"),
-        "parameters": int(number("parameters")) if number("parameters") is not None else None,
-        "val_accuracy": number("val_accuracy"),
-        "test_accuracy": number("test_accuracy"),
-        "input_mean": number("input_mean"),
-        "input_std": number("input_std"),
+        "architecture": info.metadata.get(metadata.ARCHITECTURE, "unknown"),
+        "parameters": int(number(metadata.PARAMETERS)) if number(metadata.PARAMETERS) is not None else None,
+        "val_accuracy": number(metadata.VAL_ACCURACY),
+        "test_accuracy": number(metadata.TEST_ACCURACY),
+        "input_mean": number(metadata.INPUT_MEAN),
+        "input_std": number(metadata.INPUT_STD),
+        # calibration the exporter baked in (absent in models exported before it did)
+        "temperature": number(metadata.TEMPERATURE),
+        "unsure_threshold": number(metadata.UNSURE_THRESHOLD),
         "config": flatten(config) if config else [],
         "augment": config.get("augment") if isinstance(config.get("augment"), dict) else None,
         "run": None,

@@ -4,6 +4,7 @@ one source for every number, gates, atomic writes, clear errors, and a real brow
 from __future__ import annotations
 
 import argparse
+import copy
 import html.parser
 import json
 import re
@@ -21,6 +22,7 @@ from sklearn.metrics import classification_report, confusion_matrix
 from contract.runtime import ModelError, load_model
 from report import cli
 from report.compute import ReportSettings
+from report.render import render
 from report.robustness import seeded_subset
 from training import fashion_mnist
 from training.checkpoint import load_checkpoint, save_checkpoint
@@ -256,12 +258,31 @@ def written(value, fmt: str) -> str:
     return f"{value:.{int(fmt[1:])}f}"
 
 
-def test_every_number_in_the_html_comes_from_report_json(built):
+def without_optional_parts(report: dict) -> dict:
+    """The report as it reads for a model exported before calibration was recorded, without
+    --compare, --run, ablation, baseline or a reachable accuracy target: the template's other branches."""
+    report = copy.deepcopy(report)
+    report["model"].update(temperature=None, unsure_threshold=None, run=None)
+    report["comparison"] = report["ablation"] = None
+    report["robustness"].update(mce=None, relative_mce=None)
+    for row in report["robustness"]["rows"]:
+        for key in ("ce", "relative_ce", "baseline_accuracy"):
+            row.pop(key)
+    report["selective"].update(threshold=None, test_coverage=None, test_accuracy=None, abstained=None)
+    report["photo_like"] = {"available": False, "reason": "no images requested", "accuracy": None}
+    report["gates"]["photo_accuracy"] = None
+    report["provenance"].update(compare_sha256=None, baseline_sha256=None)
+    return report
+
+
+@pytest.mark.parametrize("variant", ["as built", "without optional parts"])
+def test_every_number_in_the_html_comes_from_report_json(built, variant):
+    report = built["json"] if variant == "as built" else without_optional_parts(built["json"])
     page = NumberSpans()
-    page.feed(built["html"])
+    page.feed(built["html"] if variant == "as built" else render(report, built["out"]))
     assert len(page.spans) > 200
     for key, fmt, text in page.spans:
-        value = built["json"]
+        value = report
         for part in key.split("."):
             value = value[int(part)] if isinstance(value, list) else value[part]
         assert text == written(value, fmt), key
@@ -279,6 +300,16 @@ def test_every_number_in_the_html_comes_from_report_json(built):
         prose = prose.replace(allowed, "")
     stray = [prose[max(m.start() - 30, 0) : m.end() + 30] for m in re.finditer(r"\d", prose)]
     assert not stray, f"numbers written outside report.json: {stray}"
+
+
+def test_the_page_states_the_calibration_the_model_records(built, models):
+    recorded = load_model(models["main"]).info.metadata
+    model = built["json"]["model"]
+    assert model["temperature"] == float(recorded["temperature"])
+    assert model["unsure_threshold"] == float(recorded["unsure_threshold"])
+    assert 'data-key="model.temperature"' in built["html"]
+    assert "already divides its logits" in built["html"]
+    assert "already divides its logits" not in render(without_optional_parts(built["json"]), built["out"])
 
 
 def test_report_is_self_contained(built):

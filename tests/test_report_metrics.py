@@ -10,6 +10,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 
 from contract.runtime import softmax
 from report import metrics
+from training import calibration
 
 
 def noisy_predictions(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -78,23 +79,11 @@ def ece_by_loops(probs: np.ndarray, labels: np.ndarray, bins: int) -> float:
 def test_ece_matches_an_independent_computation():
     labels, logits, _ = noisy_predictions(1500, 10, seed=3)
     probs = softmax(logits, dtype=np.float64)
-    assert metrics.expected_calibration_error(probs, labels, 15) == pytest.approx(
+    assert calibration.expected_calibration_error(probs, labels, 15) == pytest.approx(
         ece_by_loops(probs, labels, 15), abs=1e-12
     )
-    bins = metrics.calibration_bins(probs, labels, 15)
+    bins = calibration.calibration_bins(probs, labels, 15)
     assert sum(bins["count"]) == len(labels)
-
-
-def test_temperature_scaling_recovers_an_overconfidence_factor():
-    rng = np.random.default_rng(4)
-    true_logits = rng.normal(0, 2, size=(20000, 10))
-    probs = softmax(true_logits, dtype=np.float64)
-    labels = (probs.cumsum(1) > rng.random((20000, 1))).argmax(1)  # labels drawn from probs
-    t = metrics.fit_temperature(true_logits * 3.0, labels)
-    assert t == pytest.approx(3.0, rel=0.05)
-    assert metrics.negative_log_likelihood(true_logits * 3, labels, t) < (
-        metrics.negative_log_likelihood(true_logits * 3, labels)
-    )
 
 
 def test_threshold_for_accuracy_keeps_the_largest_set_that_reaches_the_target():
