@@ -6,6 +6,11 @@ was made from Zalando's product photos (Xiao et al. 2017, §2): trim the
 background, resize the longest edge to 28, sharpen, centre by bounding box on
 a 28×28 canvas, negate, 8-bit grey. A 28×28 crop that already looks like
 Fashion-MNIST (dark background) passes through unchanged.
+
+Phone photos are large and the recipe needs a few hundred pixels, so
+`decode_image` decodes at reduced scale where the format allows it (JPEG, in
+the DCT: 1/2, 1/4 or 1/8); other formats are decoded in full and box-reduced
+at once, so what follows costs what the work image needs.
 """
 
 from __future__ import annotations
@@ -16,15 +21,33 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+from pillow_heif import register_heif_opener
+
+# HEIC/HEIF through libheif; AVIF is Pillow's own (11.3+). Depth maps and auxiliary images
+# (HDR gain maps, portrait mattes) are never used here. Nor are embedded thumbnails, though
+# decoding one would be far cheaper: measured on photo-like HEICs with 320-px thumbnails
+# (libheif's), their crops differed from the full image's by up to 24 grey levels on average.
+register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 DEFAULT_MAX_PIXELS = 40_000_000
 """Largest width × height decoded (a 40 MP photo); checked from the header before any pixel is."""
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
-"""Pillow format names we decode; "JPEG" also opens MPO, the multi-picture JPEG of many cameras."""
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "AVIF", "BMP", "GIF", "TIFF")
+"""Pillow format names we decode; "JPEG" also opens MPO, the multi-picture JPEG of many cameras,
+"HEIF" the iPhone's HEIC."""
+ACCEPTED_NAMES = "JPEG, PNG, WebP, HEIC/HEIF, AVIF, BMP, GIF, TIFF"
+"""The same list as people know the formats, for messages."""
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".hif", ".avif", ".bmp", ".gif", ".tif", ".tiff"}
+)
+"""File name endings of those formats, for picking images out of a folder."""
 
 SIZE = 28
 WORK_SIZE = 280
 """Longest side the photo is shrunk to before analysis: 10× the output is plenty, and fast."""
+DECODE_SIZE = WORK_SIZE
+"""Longest side decode_image keeps at least: the work image is then still an area average of
+decoded pixels (a 1/8-scale JPEG decode is exactly the mean of each 8×8 block). Measured:
+predictions equal those of a full decode on photo-like phone photos (benchmarks/photo_accuracy.py)."""
 TRIM_LEVEL = 0.05 * 255
 """Garment/background threshold: Zalando trimmed edges 'within 5% of the corner colour'."""
 RESAMPLE = Image.Resampling.BOX
@@ -50,25 +73,46 @@ class ImageError(ValueError):
     """The bytes are not an acceptable image; the message says why (the caller names the file)."""
 
 
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis")
+"""ISO-BMFF major brands of HEIC/HEIF and AVIF stills and sequences."""
+_VIDEO_BRANDS = (b"isom", b"iso2", b"mp41", b"mp42", b"qt  ", b"M4V ", b"3gp4", b"3gp5", b"avc1")
+
+
+def _brand(data: bytes) -> bytes | None:
+    return data[8:12] if data[4:8] == b"ftyp" else None
+
+
 def _describe(data: bytes) -> str:
     head = data[:512].lstrip()
     for signature, name in _SIGNATURES:
         if data.startswith(signature):
             return name
+    if _brand(data) in _VIDEO_BRANDS:
+        return "a video (MP4/MOV), not a photo"
     lowered = head.lower()
     if lowered.startswith(b"<svg") or (
         lowered.startswith(b"<?xml") and b"<svg" in data[:4096].lower()
     ):
         return "an SVG drawing"
-    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
-        return "a HEIC/AVIF image"
     if all(32 <= b < 127 or b in b"\t\r\n" for b in data[:256]):
         return "text"
     return "not an image in an accepted format"
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode image bytes fully (first frame of an animation); ImageError for anything else."""
+def _draft_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
+    """The smallest (width, height) of the photo's aspect whose longest side is `longest` (rounded up)."""
+    side = max(size)
+    return max(1, -(-size[0] * longest // side)), max(1, -(-size[1] * longest // side))
+
+
+def decode_image(
+    data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, longest_side: int | None = DECODE_SIZE
+) -> Image.Image:
+    """Decode image bytes (first frame of an animation or sequence); ImageError for anything else.
+
+    The image comes back with its longest side at least `longest_side` (never enlarged), decoded
+    at reduced scale where the format allows it; `longest_side=None` decodes every pixel.
+    """
     if not data:
         raise ImageError("empty file")
     try:
@@ -76,9 +120,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     except Image.DecompressionBombError as exc:
         raise ImageError(f"image too large ({exc})") from None
     except Exception:  # UnidentifiedImageError, or a plugin choking on a malformed header
-        what = _describe(data)
-        accepted = ", ".join(ACCEPTED_FORMATS)
-        raise ImageError(f"unsupported file type: {what} (accepted: {accepted})") from None
+        if _brand(data) in _HEIF_BRANDS:  # a HEIC/AVIF container that libheif/libavif cannot parse
+            raise ImageError("truncated or corrupt HEIC/AVIF data (its header cannot be read)") from None
+        raise ImageError(f"unsupported file type: {_describe(data)} (accepted: {ACCEPTED_NAMES})") from None
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError(f"image has no pixels ({width}×{height})")
@@ -86,22 +130,46 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         raise ImageError(
             f"image is {width}×{height} = {width * height:,} pixels, over the limit {max_pixels:,}"
         )
+    fmt = image.format
     try:
+        if longest_side and max(image.size) > longest_side:
+            # JPEG: decode straight to 1/2, 1/4 or 1/8 scale in the IDCT; other formats: no-op.
+            image.draft(None, _draft_size(image.size, longest_side))
         image.load()  # decode every pixel now: truncated or corrupt data fails here, not later
     except Image.DecompressionBombError as exc:
         raise ImageError(f"image too large ({exc})") from None
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError… on corrupt data
-        raise ImageError(f"truncated or corrupt {image.format} data ({exc})") from None
+        reason = " ".join(str(exc).split())  # libheif's messages span lines
+        raise ImageError(f"truncated or corrupt {fmt} data ({reason})") from None
+    if longest_side and image.mode in _REDUCIBLE and max(image.size) >= 2 * longest_side:
+        image = _reduced(image, max(image.size) // longest_side)
     return image
 
 
-def load_image_file(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+_REDUCIBLE = ("L", "LA", "RGB", "RGBA", "CMYK")
+"""Modes whose box average is the average of what they show (LA/RGBA: Pillow premultiplies)."""
+
+
+def _reduced(image: Image.Image, factor: int) -> Image.Image:
+    """Box-reduce by an integer factor, keeping what later steps read: format, EXIF orientation."""
+    exif = image.getexif()  # read first: TIFF keeps its orientation in tags, not in info
+    reduced = image.reduce(factor)
+    reduced.info = dict(image.info)
+    if exif:
+        reduced.info["exif"] = exif.tobytes()
+    reduced.format = image.format
+    return reduced
+
+
+def load_image_file(
+    path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS, longest_side: int | None = DECODE_SIZE
+) -> Image.Image:
     """Read and decode an image file; ImageError if unreadable or not an accepted image."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ImageError(f"cannot read file ({exc.strerror or exc})") from None
-    return decode_image(data, max_pixels)
+    return decode_image(data, max_pixels, longest_side)
 
 
 # ---------------------------------------------------------------------------

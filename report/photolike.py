@@ -72,3 +72,31 @@ def photo_like_set(images: Sequence[np.ndarray], seed: int) -> list[tuple[bytes,
     """Photo-like versions of many crops, reproducible from the seed."""
     rng = np.random.default_rng(seed)
     return [make_photo_like(crop, rng) for crop in images]
+
+
+PHONE_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "AVIF")
+"""What phones and browsers store photos as; Pillow's "HEIF" is the iPhone's HEIC."""
+
+
+def phone_photo(photo: bytes, size: tuple[int, int], fmt: str, rng: np.random.Generator) -> bytes:
+    """A photo-like upload as a phone camera would store it: enlarged to `size`, sensor noise, `fmt`.
+
+    HEIC carries a 320-pixel thumbnail, as an iPhone's does. Writing HEIC needs the pillow-heif
+    opener registered (importing contract.preprocess does it).
+    """
+    image = Image.open(io.BytesIO(photo)).convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    noise = rng.integers(-3, 4, size=(size[1], size[0], 1), dtype=np.int16)  # luma noise, ±3 levels
+    pixels = np.asarray(image).astype(np.int16)
+    pixels += noise
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    del pixels, noise
+    options = {
+        "JPEG": {"quality": 90},
+        "PNG": {"compress_level": 6},
+        "WEBP": {"quality": 85},
+        "HEIF": {"quality": 60, "thumbnails": [320], "enc_params": {"preset": "ultrafast"}},  # x265 is slow
+        "AVIF": {"quality": 75, "speed": 8},
+    }[fmt]
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()

@@ -20,8 +20,6 @@ from torch.utils.data import DataLoader, Dataset
 from training.augment import AugmentConfig, augment_batch
 from training.fashion_mnist import CLASSES
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
 
 class ArrayDataset(Dataset):
     """Images (uint8 [N, 28, 28]) and labels as a map-style Dataset of ([1, 28, 28] float in [0, 1], label)."""
@@ -60,7 +58,7 @@ class ImageFolderDataset(ArrayDataset):
     """
 
     def __init__(self, root: Path | str, transform=None):
-        from contract.preprocess import ImageError, load_image_file, to_fashion_mnist
+        from contract.preprocess import IMAGE_SUFFIXES, ImageError, load_image_file, to_fashion_mnist
 
         root = Path(root)
         if not root.is_dir():
