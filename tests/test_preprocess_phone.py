@@ -134,17 +134,17 @@ def enlarged(photo: bytes, longest: int, fmt: str, rng: np.random.Generator) -> 
 
 def test_heic_and_avif_classify_like_the_jpeg_of_the_same_photo(fmnist, classifier):
     rng = np.random.default_rng(3)
-    picks = rng.choice(len(fmnist.test_labels), size=8, replace=False)
+    picks = rng.choice(len(fmnist.test_labels), size=6, replace=False)
     crops = {"JPEG": [], "HEIF": [], "AVIF": []}
     for index in picks:
         photo, _ = make_photo_like(fmnist.test_images[index], rng)
         for fmt, found in crops.items():
-            found.append(to_fashion_mnist(decode_image(enlarged(photo, 1200, fmt, rng))))
+            found.append(to_fashion_mnist(decode_image(enlarged(photo, 800, fmt, rng))))
     probabilities = {fmt: classifier.probabilities(to_model_input(c)) for fmt, c in crops.items()}
     jpeg = probabilities["JPEG"]
     top2 = np.sort(jpeg, axis=1)[:, -2:]
     clear = top2[:, 1] - top2[:, 0] > 0.1  # a photo on the fence between two classes may tip
-    assert clear.sum() >= 6
+    assert clear.sum() >= 4
     for fmt in ("HEIF", "AVIF"):
         np.testing.assert_array_equal(probabilities[fmt][clear].argmax(1), jpeg[clear].argmax(1), err_msg=fmt)
         assert np.abs(probabilities[fmt] - jpeg).max() < 0.15, fmt
@@ -224,10 +224,9 @@ def test_a_12_mp_jpeg_decodes_at_one_eighth_scale_in_the_dct():
 
 def test_a_heic_is_decoded_from_its_pixels_not_its_thumbnail():
     # An iPhone-like 320-px thumbnail is big enough, but moved crops (see contract/preprocess.py).
-    photo = product_photo(2000, 1500)
-    with_thumbnail = encode(photo, "HEIF", quality=50, thumbnails=[320])
+    with_thumbnail = encode(product_photo(800, 600), "HEIF", quality=50, thumbnails=[320])
     assert Image.open(io.BytesIO(with_thumbnail)).draft(None, (280, 210)) is None
-    assert decode_image(with_thumbnail).size == (286, 215)  # decoded in full, box-reduced by 7
+    assert decode_image(with_thumbnail).size == (400, 300)  # decoded in full, box-reduced by 2
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "AVIF", "TIFF"])
@@ -273,14 +272,18 @@ def test_transparency_survives_reduced_scale_decoding():
 
 @pytest.mark.slow
 def test_reduced_scale_decoding_predicts_like_full_decoding(fmnist, classifier):
-    """A small version of benchmarks/photo_accuracy.py's agreement figure (goal: ≥ 99%)."""
+    """A small version of benchmarks/photo_accuracy.py's agreement figure (goal: ≥ 99%).
+
+    JPEG is where decoding itself changes (the scaled IDCT); the other formats only box-reduce
+    earlier, which PNG stands for here (the benchmark has them all).
+    """
     rng = np.random.default_rng(7)
-    formats = ["JPEG"] * 24 + ["PNG", "WEBP"] * 4 + ["HEIF", "AVIF"] * 2
+    formats = ["JPEG"] * 30 + ["PNG"] * 4
     picks = rng.choice(len(fmnist.test_labels), size=len(formats), replace=False)
     reduced, full = [], []
     for index, fmt in zip(picks, formats, strict=True):
         photo, _ = make_photo_like(fmnist.test_images[index], rng)
-        data = enlarged(photo, int(rng.integers(1200, 2400)), fmt, rng)
+        data = enlarged(photo, int(rng.integers(1000, 2000)), fmt, rng)
         reduced.append(to_fashion_mnist(decode_image(data)))
         full.append(to_fashion_mnist(decode_image(data, longest_side=None)))
     agree = classifier.logits(to_model_input(reduced)).argmax(1) == classifier.logits(to_model_input(full)).argmax(1)
