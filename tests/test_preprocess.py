@@ -137,6 +137,11 @@ CASES = {
     "JPEG CMYK": lambda p: encode(p.convert("CMYK"), "JPEG", quality=95),
     "JPEG L": lambda p: encode(p.convert("L"), "JPEG", quality=95),
     "WebP": lambda p: encode(p, "WEBP", quality=90),
+    "HEIC": lambda p: encode(p, "HEIF", quality=90),
+    "HEIC RGBA": lambda p: encode(_rgba(p), "HEIF", quality=90),
+    "HEIC 10-bit grey": lambda p: encode(_sixteen_bit(p), "HEIF", quality=90),  # decodes as I;16
+    "AVIF": lambda p: encode(p, "AVIF", quality=90),
+    "AVIF RGBA": lambda p: encode(_rgba(p), "AVIF", quality=90),
     "BMP": lambda p: encode(p, "BMP"),
     "TIFF": lambda p: encode(p, "TIFF"),
     "GIF": lambda p: encode(p, "GIF"),

@@ -134,6 +134,8 @@ ACCEPTED = {
     "png-16bit": ("PNG", "I;16", {}),
     "png-palette": ("PNG", "P", {}),
     "webp": ("WEBP", "RGB", {}),
+    "heic": ("HEIF", "RGB", {}),
+    "avif": ("AVIF", "RGB", {}),
     "bmp": ("BMP", "RGB", {}),
     "gif": ("GIF", "P", {}),
     "tiff": ("TIFF", "L", {}),
@@ -161,6 +163,12 @@ def _truncated_png() -> bytes:
     return data[: len(data) // 2]
 
 
+def _encoded_size(fmt: str, width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.open(SAMPLES / "sneaker.png").convert("RGB").resize((width, height)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
 def _bomb_png() -> bytes:
     # 4,000 x 4,000 black pixels compress to a few kB: far over the 10,000-pixel test limit.
     return _png(np.zeros((4000, 4000), dtype=np.uint8))
@@ -184,6 +192,8 @@ BAD_FILES = {
     "pdf": (PDF, "PDF"),
     "zip": (_zip(), "ZIP"),
     "bomb": (_bomb_png(), "over the limit"),
+    "truncated-heic": (_encoded("HEIF", "RGB")[:-40], "truncated or corrupt"),
+    "big-avif": (_encoded_size("AVIF", 200, 100), "200×100 = 20,000 pixels, over the limit"),
 }
 
 
