@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
 from training.augment import AugmentConfig, augment_batch
@@ -100,6 +99,8 @@ def stratified_split(labels: np.ndarray, val_size: int = 5000, seed: int = 0) ->
     """Deterministic, class-stratified split of the training set into train and validation."""
     if not 0 < val_size < len(labels):
         raise ValueError(f"val_size must be between 1 and {len(labels) - 1}, got {val_size}")
+    from sklearn.model_selection import train_test_split  # here, so importing the training path needs no sklearn
+
     train_idx, val_idx = train_test_split(
         np.arange(len(labels)), test_size=val_size, stratify=labels, random_state=seed
     )

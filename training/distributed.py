@@ -14,23 +14,24 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    enabled: bool = False
+    """In a process group (started by torchrun), even one of a single process: DDP, all-reduce."""
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
 
 def init_distributed(device_type: str) -> DistInfo:
-    """Join the process group when launched by torchrun (RANK/WORLD_SIZE set), else run alone."""
-    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
+    """Join the process group when launched by torchrun (RANK and WORLD_SIZE set), else run alone.
+
+    As in torchvision's reference, torchrun means DDP even at world size 1, so that
+    `torchrun --nproc_per_node=1` on one GPU runs the NCCL path that N GPUs would."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistInfo()
     backend = "nccl" if device_type == "cuda" else "gloo"
     dist.init_process_group(backend=backend)
-    info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), enabled=True)
     if device_type == "cuda":
         torch.cuda.set_device(info.local_rank)
     return info

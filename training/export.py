@@ -151,8 +151,9 @@ def to_onnx(graph: nn.Module) -> onnx.ModelProto:
     return program.model_proto
 
 
-def export(source: Path, out: Path, data_dir: str | None = None) -> ExportResult:
-    """Export a run directory or checkpoint to `out` (atomically), after a full parity check."""
+def export(source: Path, out: Path, data_dir: str | None = None, parity_device: str = "cpu") -> ExportResult:
+    """Export a run directory or checkpoint to `out` (atomically), after a full parity check
+    run through the runtime on `parity_device` ("cpu" or "cuda")."""
     out = Path(out)
     if out.suffix != ".onnx":
         raise ValueError(f"--out {out}: the model file name must end in .onnx")
@@ -195,7 +196,7 @@ def export(source: Path, out: Path, data_dir: str | None = None) -> ExportResult
     )
     tmp = _save_proto(proto, out)
     try:
-        runtime = load_model(tmp, device="cpu")
+        runtime = load_model(tmp, device=parity_device)
         onnx_logits = runtime.logits(to_model_input(ds.test_images))
         torch_logits = _torch_logits(reference, ds.test_images)
         diff = float(np.abs(onnx_logits - torch_logits).max())
