@@ -27,12 +27,15 @@ batches, the CPU, gloo instead of NCCL, the CPU execution provider, torch.compil
 "eager" backend (tests/test_gpu_check.py runs it in `make test`). Nothing needs the
 network; no server outlives the command. DIR receives gpu.json (rewritten after every
 step, so a killed run still leaves its finished steps), gpu_check.log, the exported
-model and the run's record (run/: best.pt, config.json, metrics.jsonl, learning_curve.png).
+model and the run's record (run/: best.pt, config.json, metrics.jsonl, summary.json).
 
-On the lent GPU machine: copy the four Fashion-MNIST .gz files into shared/fashion-mnist/
-at the repo root (the device tool carries shared/), then run from the repo root:
+On a GPU machine without network access: put the four Fashion-MNIST .gz files (30 MB) in
+shared/fashion-mnist/ at the repo root (git ignores shared/; a copied checkout takes it
+along) and run from the repo root, with $OUT the folder whose files come back:
 
-    PYTHONUNBUFFERED=1 python3 -m benchmarks.gpu_check --out $OUT --data-dir shared/fashion-mnist
+    PYTHONUNBUFFERED=1 python3 -m benchmarks.gpu_check --out "$OUT" --data-dir shared/fashion-mnist
+
+DIR then holds at most 7 files: gpu.json, gpu_check.log, <recipe>.onnx and run/ (4 files).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ SHIPPED_MODEL = ROOT / "models" / "cnn.onnx"
 TARGET_VAL_ACC = 0.94
 PACKAGES = ("torch", "numpy", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "bentoml",
             "nvidia-ml-py", "scikit-learn", "tqdm", "matplotlib")  # fmt: skip
-RUN_FILES = ("best.pt", "config.json", "metrics.jsonl", "learning_curve.png")  # copied into DIR/run/
+RUN_FILES = ("best.pt", "config.json", "metrics.jsonl", "summary.json")  # into DIR/run/ (for `wardrobe report`)
 log = logging.getLogger("gpu_check")
 
 
