@@ -245,7 +245,7 @@ class GpuCheck:
         import torch
 
         from benchmarks.gpu_serving import missing_for_serving
-        from training.train import source_commit
+        from contract.metadata import source_commit
 
         def version(name: str) -> str | None:
             try:
