@@ -171,8 +171,8 @@ class WardrobeEndpoints:
         batcher, classes, info = self._service()
         store = await self.store()  # before classifying: a database that cannot open fails fast
         probabilities = await batcher.submit(upload.images)
-        answers = top_k_predictions(probabilities, classes, self.settings.top_k)
         threshold = unsure_threshold(info.metadata)
+        answers = top_k_predictions(probabilities, classes, self.settings.top_k, unsure_below=threshold)
         crops = np.rint(upload.images[:, 0] * 255).astype(np.uint8)  # exactly the uint8 crops (x / 255)
         thumbs = await anyio.to_thread.run_sync(_thumbnails, upload.files, crops)
         new = [
