@@ -22,6 +22,7 @@ from report import figures, story
 from report.compute import Context, ReportSettings, Stages, compute
 from report.render import render
 from training import fashion_mnist
+from training.atomic import naming_the_file
 
 # Gate name -> True when higher is better. `--fail-under ece=0.03` fails when ECE is above 0.03.
 GATES = {
@@ -146,7 +147,8 @@ def write_report(args: argparse.Namespace, settings: ReportSettings | None = Non
     """Build the report and move it into args.out atomically; return the report dict."""
     s = settings or ReportSettings()
     out = check_out_dir(Path(args.out))
-    with Stages(s.progress) as stages:
+    # naming_the_file: a full disk says which report it could not write, not just "errno 28".
+    with Stages(s.progress) as stages, naming_the_file(out, "report"):
         ctx = load_context(args, s)
         stages.done("loading")
         try:

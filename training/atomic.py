@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""Disk full, quota reached, file-size limit: the write failed for want of room."""
+
+
+@contextmanager
+def naming_the_file(path: Path, what: str = "file") -> Iterator[None]:
+    """Re-raise a write that found no room as an OSError naming `path`: a failed write() alone
+    says only "[Errno 28] No space left on device", not which file it was writing."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in NO_ROOM:
+            raise
+        error = OSError(f"{path}: cannot write the {what} ({exc.strerror}); nothing was written")
+        error.errno = exc.errno
+        raise error from exc
 
 
 def make_temp_beside(path: Path, suffix: str = ".tmp") -> Path:
@@ -25,7 +45,8 @@ def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_beside(path)
     try:
-        write(tmp)
+        with naming_the_file(path):
+            write(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

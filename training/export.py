@@ -27,7 +27,7 @@ from contract import metadata as meta
 from contract.preprocess import to_model_input
 from contract.runtime import INPUT_NAME, OUTPUT_NAME, load_model
 from training import fashion_mnist
-from training.atomic import make_temp_beside
+from training.atomic import make_temp_beside, naming_the_file
 from training.calibration import UNSURE_TARGET_ACCURACY, calibration_metadata, fit_temperature, softmax
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig, config_from_dict
@@ -128,7 +128,12 @@ def _torch_logits(graph: nn.Module, images: np.ndarray, batch: int = 1000) -> np
 
 def _save_proto(proto: onnx.ModelProto, out: Path) -> Path:
     tmp = make_temp_beside(out, suffix=".onnx.tmp")
-    onnx.save(proto, tmp)
+    try:
+        with naming_the_file(out, "model"):
+            onnx.save(proto, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave half a model beside `out`
+        raise
     return tmp
 
 
@@ -222,7 +227,8 @@ def export(source: Path, out: Path, data_dir: str | None = None, parity_device: 
                 **calibration,
             },
         )
-        onnx.save(proto, tmp)
+        with naming_the_file(out, "model"):
+            onnx.save(proto, tmp)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
