@@ -68,6 +68,15 @@ UNSURE_THRESHOLD = "unsure_threshold"
 """Answers with a confidence below this are marked `unsure` (see `unsure_threshold`)."""
 UNSURE_TARGET_ACCURACY = "unsure_target_accuracy"
 """The validation accuracy of the answers at or above UNSURE_THRESHOLD that the threshold was chosen for."""
+WARDROBE_SHA256 = "wardrobe_sha256"
+"""Fine-tuned models only: SHA-256 of the frozen wardrobe export zip the run learned from."""
+WARDROBE_ITEMS = "wardrobe_items"
+"""Fine-tuned models only: items in that export."""
+WARDROBE_HELD_OUT = "wardrobe_held_out"
+"""Fine-tuned models only: JSON list of the export's item ids held out of training, the items the
+report's "Your wardrobe" section and the service's canary measure the model on."""
+FINETUNED_FROM_SHA256 = "finetuned_from_sha256"
+"""Fine-tuned models only: SHA-256 of the start weights file (e.g. models/cnn.pt)."""
 
 KEYS = (
     CLASSES, ARCHITECTURE, PARAMETERS, DATASET_SHA256, SPLIT_SEED, VAL_SIZE, CONFIG, SOURCE_COMMIT,
@@ -76,6 +85,8 @@ KEYS = (
     TEMPERATURE, VAL_ECE, TEST_ECE, UNSURE_THRESHOLD, UNSURE_TARGET_ACCURACY,
 )  # fmt: skip
 """Every key our exporter and quantizer write, in the order docs/contract.md lists them."""
+FINETUNE_KEYS = (WARDROBE_SHA256, WARDROBE_ITEMS, WARDROBE_HELD_OUT, FINETUNED_FROM_SHA256)
+"""The keys a model fine-tuned on a wardrobe carries besides KEYS."""
 
 PARITY_REFERENCE_PYTORCH = "pytorch"
 PARITY_REFERENCE_FP32 = "fp32-onnx"
@@ -126,8 +137,7 @@ def parse_classes(metadata: Mapping[str, str], count: int) -> tuple[str, ...]:
         or len(set(classes)) != len(classes)
     ):
         raise MetadataError(
-            f"metadata '{CLASSES}' must be a JSON list of {count} distinct names, "
-            f"got {metadata[CLASSES][:200]!r}"
+            f"metadata '{CLASSES}' must be a JSON list of {count} distinct names, got {metadata[CLASSES][:200]!r}"
         )
     return tuple(classes)
 
@@ -254,9 +264,7 @@ def source_commit(repo: Path = REPO) -> str:
     """HEAD of the checkout at `repo`, plus DIRTY_SUFFIX when tracked files have local
     changes; "unknown" outside a git checkout or without git."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10
-        )
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return "unknown"
         dirty = subprocess.run(
@@ -269,3 +277,16 @@ def source_commit(repo: Path = REPO) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head.stdout.strip() + (DIRTY_SUFFIX if dirty else "")
+
+
+def held_out_ids(metadata: Mapping[str, str]) -> list[int] | None:
+    """The wardrobe item ids a fine-tuned model never trained on; None for a model without them."""
+    if WARDROBE_HELD_OUT not in metadata:
+        return None
+    try:
+        ids = json.loads(metadata[WARDROBE_HELD_OUT])
+    except json.JSONDecodeError as exc:
+        raise MetadataError(f"metadata '{WARDROBE_HELD_OUT}' is not valid JSON ({exc})") from None
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise MetadataError(f"metadata '{WARDROBE_HELD_OUT}' must be a JSON list of item ids, got {ids!r:.100}")
+    return ids

@@ -6,6 +6,7 @@ import dataclasses
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +14,7 @@ from training import fashion_mnist
 from training.checkpoint import save_checkpoint
 from training.config import load_config
 from training.models import build_model
+from training.wardrobe_data import WardrobeItems
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,3 +79,18 @@ def database(request, tmp_path) -> str:
         return str(tmp_path / "wardrobe.db")
     cluster = request.getfixturevalue("postgres")
     return cluster.create_database(f"w{uuid.uuid4().hex[:12]}")
+
+
+def make_items(fmnist, per_class: int = 4, person: int | None = None) -> WardrobeItems:
+    """Real test-set crops, `per_class` of each class; the first `person` of each are person-labelled."""
+    idx = np.concatenate([np.nonzero(fmnist.test_labels == c)[0][:per_class] for c in range(10)])
+    n = len(idx)
+    person = per_class if person is None else person
+    sources = tuple("person" if k % per_class < person else "model" for k in range(n))
+    return WardrobeItems(
+        ids=tuple(int(i) + 1 for i in idx),
+        images=fmnist.test_images[idx],
+        labels=fmnist.test_labels[idx].astype(np.int64),
+        label_source=sources,
+        predicted=fmnist.test_labels[idx].astype(np.int64),
+    )

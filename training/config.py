@@ -36,6 +36,13 @@ class DataConfig:
     """"tensor" (whole split on the device, batched augmentation) or "dataloader" (workers)."""
     workers: int = 2
     """DataLoader worker processes when loader = "dataloader"."""
+    wardrobe: str = ""
+    """The person's wardrobe to fine-tune on: an export zip, an image folder or a database URL."""
+    wardrobe_sha256: str = ""
+    """SHA-256 of the frozen wardrobe export a fine-tuning run used; the run fills it in, and a
+    config that sets it refuses any other export."""
+    wardrobe_items: int = 0
+    """Items in that export (filled in by the run)."""
 
     def __post_init__(self) -> None:
         if self.loader not in ("tensor", "dataloader"):
@@ -46,6 +53,12 @@ class DataConfig:
             raise ConfigError(f"data.train_subset must be >= 0, got {self.train_subset!r}")
         if self.workers < 0:
             raise ConfigError(f"data.workers must be >= 0, got {self.workers!r}")
+        if self.wardrobe_sha256 and (
+            len(self.wardrobe_sha256) != 64 or not all(c in "0123456789abcdef" for c in self.wardrobe_sha256)
+        ):
+            raise ConfigError(f"data.wardrobe_sha256 must be 64 lower-case hex digits, got {self.wardrobe_sha256!r}")
+        if self.wardrobe_items < 0:
+            raise ConfigError(f"data.wardrobe_items must be >= 0, got {self.wardrobe_items!r}")
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,43 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    base: str = ""
+    """Starting weights: "" trains from scratch; "default" is the shipped default model's weights
+    (models/cnn.pt); else a checkpoint path. Anything but "" fine-tunes on data.wardrobe."""
+    labels: str = "person"
+    """Which wardrobe items to learn from: "person" (corrected or confirmed) or "all" (also the
+    model's own uncorrected answers, i.e. self-training)."""
+    held_out: float = 0.25
+    """Fraction of each class's items held out (never trained on) to measure the result."""
+    min_per_class: int = 2
+    """Labelled items every class needs before a run starts (one to train on, one to hold out)."""
+    min_items: int = 20
+    """Labelled items needed in all."""
+    replay: int = 6000
+    """Fashion-MNIST training images mixed into every epoch (a fresh draw each epoch), so the
+    model keeps what it knew."""
+    own_share: float = 0.3
+    """Share of each epoch made of the person's items, repeated (oversampled) to reach it."""
+    freeze_batchnorm: bool = True
+    """Keep the base model's BatchNorm statistics: a few hundred photos should not move them."""
+
+    def __post_init__(self) -> None:
+        if self.labels not in ("person", "all"):
+            raise ConfigError(f"finetune.labels must be 'person' or 'all', got {self.labels!r}")
+        if not 0 < self.held_out < 1:
+            raise ConfigError(f"finetune.held_out must be in (0, 1), got {self.held_out!r}")
+        if self.min_per_class < 0 or self.min_items < 0:
+            raise ConfigError(
+                f"finetune.min_per_class and min_items must be >= 0, got {self.min_per_class!r}, {self.min_items!r}"
+            )
+        if self.replay < 0:
+            raise ConfigError(f"finetune.replay must be >= 0, got {self.replay!r}")
+        if not 0 < self.own_share <= 1:
+            raise ConfigError(f"finetune.own_share must be in (0, 1], got {self.own_share!r}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     name: str = "run"
     """Run name, used in the run directory and the exported model's metadata."""
@@ -117,6 +167,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -133,6 +184,15 @@ class TrainConfig:
             raise ConfigError(str(exc)) from None
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0, got {self.threads!r}")
+        if self.data.wardrobe and not self.finetune.base:
+            raise ConfigError(
+                f"data.wardrobe={self.data.wardrobe!r} needs starting weights: use configs/finetune.toml "
+                'or set finetune.base ("default" = the shipped model\'s weights)'
+            )
+
+    @property
+    def is_finetune(self) -> bool:
+        return bool(self.finetune.base)
 
 
 def _coerce(value, hint, key: str):

@@ -62,7 +62,7 @@ class ImageFolderDataset(ArrayDataset):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: image folder not found")
-        images, labels = [], []
+        images, labels, self.paths = [], [], []
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
             class_id = _folder_to_class(folder.name)
             if class_id is None:
@@ -75,6 +75,7 @@ class ImageFolderDataset(ArrayDataset):
                 except ImageError as exc:
                     raise ValueError(f"{path}: {exc}") from None
                 labels.append(class_id)
+                self.paths.append(path)
         if not images:
             raise ValueError(f"{root}: no images found in class sub-folders")
         super().__init__(np.stack(images), np.array(labels, dtype=np.int64), transform)

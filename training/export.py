@@ -156,6 +156,20 @@ def to_onnx(graph: nn.Module) -> onnx.ModelProto:
     return program.model_proto
 
 
+def wardrobe_metadata(run_info: dict) -> dict[str, str]:
+    """What a fine-tuned model learned from: the frozen export's checksum and item count, the
+    held-out item ids (for the report and the service's canary) and the start weights."""
+    wardrobe = run_info.get("wardrobe")
+    if not wardrobe:
+        return {}
+    return {
+        meta.WARDROBE_SHA256: wardrobe["sha256"],
+        meta.WARDROBE_ITEMS: str(wardrobe["items"]),
+        meta.WARDROBE_HELD_OUT: json.dumps(wardrobe["held_out_ids"]),
+        meta.FINETUNED_FROM_SHA256: wardrobe["base_sha256"],
+    }
+
+
 def export(source: Path, out: Path, data_dir: str | None = None, parity_device: str = "cpu") -> ExportResult:
     """Export a run directory or checkpoint to `out` (atomically), after a full parity check
     run through the runtime on `parity_device` ("cpu" or "cuda")."""
@@ -197,7 +211,8 @@ def export(source: Path, out: Path, data_dir: str | None = None, parity_device: 
             meta.INPUT_MEAN: str(FMNIST_MEAN),
             meta.INPUT_STD: str(FMNIST_STD),
             meta.OPSET: str(OPSET),
-        },
+        }
+        | wardrobe_metadata(run_info),
     )
     tmp = _save_proto(proto, out)
     try:

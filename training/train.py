@@ -25,7 +25,7 @@ from tqdm import tqdm
 from contract.metadata import source_commit
 from training import fashion_mnist
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import TrainConfig, config_from_dict, load_config
+from training.config import ConfigError, TrainConfig, config_from_dict, load_config
 from training.data import ArrayDataset, TensorBatchLoader, standard_loader, stratified_split
 from training.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
 from training.models import build_model, count_parameters
@@ -330,8 +330,12 @@ def run_from_cli(config: Path, overrides: list[str], resume: Path | None = None,
         if not saved.is_file():
             raise FileNotFoundError(f"{resume}: not a run directory (no config.json)")
         cfg = config_from_dict(json.loads(saved.read_text())["config"])
+        if cfg.is_finetune:
+            raise ValueError(f"{resume}: a fine-tuning run is short; start it again instead of resuming")
         return main(cfg, run_dir=resume, resume=True, data_dir=str(data_dir) if data_dir else None)
     cfg = load_config(config, overrides)
+    if cfg.is_finetune:
+        raise ConfigError(f"{config}: this config fine-tunes (finetune.base is set); run it with `wardrobe train`")
     return main(cfg, data_dir=str(data_dir) if data_dir else None)
 
 

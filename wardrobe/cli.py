@@ -21,6 +21,13 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from training.config import load_config
+
+    if args.resume is None and load_config(args.config, args.set).is_finetune:
+        from training.finetune import run_from_cli as finetune
+
+        finetune(args.config, args.set, data_dir=args.data_dir)
+        return 0
     from training.train import run_from_cli
 
     run_from_cli(args.config, args.set, resume=args.resume, data_dir=args.data_dir)

@@ -1,0 +1,328 @@
+"""Fine-tune the shipped model on a person's wardrobe: their corrections, Fashion-MNIST replay.
+
+Reads top to bottom: `finetune_one_epoch`, `measure`, `epoch_data`, `main`. The
+wardrobe is frozen first (copied into the run directory and checksummed), the
+corrections the starting model most strongly disagrees with are listed (confident
+learning; kept, not dropped: the person decides), the person's items are split
+into own-train and held-out, and the model is measured on both the held-out
+items and the Fashion-MNIST test set before and after. Run it as
+
+    wardrobe train --config configs/finetune.toml --set data.wardrobe=<zip | folder | URL>
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from torch import nn
+from tqdm import tqdm
+
+from training import fashion_mnist, wardrobe_data
+from training.atomic import make_temp_beside, write_json
+from training.base_weights import load_base, resolve, sha256_file
+from training.checkpoint import save_checkpoint
+from training.config import ConfigError, TrainConfig, load_config
+from training.data import TensorBatchLoader, stratified_split
+from training.label_issues import find_label_issues
+from training.models import count_parameters
+from training.run_log import RunLog
+from training.train import build_optimizer, build_scheduler, evaluate, resolve_device, source_commit
+
+SHOWN_ISSUES = 10  # corrections listed on the console; label_issues.json has them all
+
+
+def set_train_mode(model: nn.Module, freeze_batchnorm: bool) -> None:
+    """Training mode, but with BatchNorm on its stored statistics when frozen: a few hundred
+    photos mixed into each batch would otherwise drag them away from Fashion-MNIST's."""
+    model.train()
+    if freeze_batchnorm:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def finetune_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, device, epoch: int):
+    set_train_mode(model, cfg.finetune.freeze_batchnorm)
+    loss_sum = correct = seen = 0.0
+    for x, y in tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=30.0):
+        x, y = x.to(device), y.to(device)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.optim.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+    return loss_sum / seen, correct / seen
+
+
+def accuracy_with_interval(correct: np.ndarray) -> dict:
+    """Accuracy and its 95% Wilson score interval."""
+    k, n = int(np.sum(correct)), len(correct)
+    ci = stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
+    return {"n": n, "correct": k, "accuracy": k / n, "ci95": [float(ci.low), float(ci.high)]}
+
+
+def compare(before: np.ndarray, after: np.ndarray) -> dict:
+    """Paired before/after correctness: both accuracies with intervals, the change, and McNemar's
+    exact test on the items where exactly one of them is right."""
+    fixed = int(np.sum(~before & after))
+    broken = int(np.sum(before & ~after))
+    p = float(stats.binomtest(min(fixed, broken), fixed + broken).pvalue) if fixed + broken else 1.0
+    b, a = accuracy_with_interval(before), accuracy_with_interval(after)
+    return {
+        "before": b,
+        "after": a,
+        "change_points": round(100 * (a["accuracy"] - b["accuracy"]), 2),
+        "fixed": fixed,
+        "broken": broken,
+        "mcnemar_p": min(1.0, p),
+    }
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: np.ndarray, device, tta_flip: bool) -> np.ndarray:
+    """Probabilities float64 [N, 10] for uint8 [N, 28, 28] images."""
+    loader = TensorBatchLoader(images, np.zeros(len(images), np.int64), 1000, device)
+    _, _, logits = evaluate(model, loader, device, tta_flip, channels_last=False)
+    return torch.softmax(logits.double(), dim=1).numpy()
+
+
+def measure(model, held: wardrobe_data.WardrobeItems, ds, device, tta_flip: bool) -> dict[str, np.ndarray]:
+    """Per-image correctness on the person's held-out items and on the Fashion-MNIST test set."""
+    return {
+        "held_out": predict(model, held.images, device, tta_flip).argmax(1) == held.labels,
+        "fashion_mnist_test": predict(model, ds.test_images, device, tta_flip).argmax(1) == ds.test_labels,
+    }
+
+
+def label_issues(items: wardrobe_data.WardrobeItems, probabilities: np.ndarray, names: dict[int, str]) -> list[dict]:
+    """The person's labels the starting model most strongly disagrees with, most doubtful first."""
+    rows = []
+    for i in find_label_issues(items.labels, probabilities):
+        rows.append(
+            {
+                "id": items.ids[i],
+                **({"file": names[items.ids[i]]} if items.ids[i] in names else {}),
+                "label": fashion_mnist.CLASSES[items.labels[i]],
+                "model_says": fashion_mnist.CLASSES[int(probabilities[i].argmax())],
+                "model_probability_of_label": round(float(probabilities[i, items.labels[i]]), 4),
+                "model_confidence": round(float(probabilities[i].max()), 4),
+            }
+        )
+    return rows
+
+
+def epoch_data(own: wardrobe_data.WardrobeItems, replay_pool: tuple[np.ndarray, np.ndarray], cfg, epoch: int):
+    """One epoch's images: `replay` fresh Fashion-MNIST images plus the person's own-train items,
+    repeated (each about equally often) until they make up `own_share` of the epoch."""
+    f = cfg.finetune
+    rng = np.random.default_rng([cfg.seed, epoch])
+    pool_images, pool_labels = replay_pool
+    replay = rng.choice(len(pool_labels), size=min(f.replay, len(pool_labels)), replace=False)
+    n_own = len(own) if f.own_share >= 1 or not len(replay) else round(len(replay) * f.own_share / (1 - f.own_share))
+    n_own = max(n_own, len(own))
+    repeats = -(-n_own // len(own))
+    own_idx = np.concatenate([rng.permutation(len(own)) for _ in range(repeats)])[:n_own]
+    images = np.concatenate([pool_images[replay], own.images[own_idx]])
+    labels = np.concatenate([pool_labels[replay], own.labels[own_idx]])
+    return images, labels, n_own
+
+
+def _freeze(cfg: TrainConfig) -> wardrobe_data.Snapshot:
+    """Freeze the wardrobe beside the run directories; a pinned checksum must match."""
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = make_temp_beside(out_dir / "wardrobe-export.zip", suffix=".zip")
+    try:
+        snapshot = wardrobe_data.freeze(cfg.data.wardrobe, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if cfg.data.wardrobe_sha256 and snapshot.sha256 != cfg.data.wardrobe_sha256:
+        tmp.unlink(missing_ok=True)
+        raise wardrobe_data.WardrobeError(
+            f"data.wardrobe {cfg.data.wardrobe}: export checksum {snapshot.sha256} is not the pinned "
+            f"data.wardrobe_sha256 {cfg.data.wardrobe_sha256}; the wardrobe changed since that run"
+        )
+    return snapshot
+
+
+def main(cfg: TrainConfig, run_dir: Path | None = None, data_dir: str | None = None) -> Path:
+    """Fine-tune according to `cfg`; returns the run directory."""
+    device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
+    torch.manual_seed(cfg.seed)
+    started = time.time()
+    base_path = resolve(cfg.finetune.base)
+    model, base_cfg, _ = load_base(base_path)
+    model = model.to(device)
+    # The network is the base's; so is mirror TTA, which the export bakes in.
+    cfg = dataclasses.replace(cfg, model=base_cfg.model, tta_flip=base_cfg.tta_flip)
+
+    snapshot = _freeze(cfg)
+    try:
+        items = snapshot.items if cfg.finetune.labels == "all" else snapshot.items.person_labelled()
+        where = f"data.wardrobe {cfg.data.wardrobe}"
+        wardrobe_data.check_enough(items.labels, cfg.finetune.min_per_class, cfg.finetune.min_items, where)
+        train_idx, held_idx = wardrobe_data.split_held_out(
+            items.ids, items.labels, cfg.finetune.held_out, cfg.data.split_seed
+        )
+        if len(train_idx) == 0 or len(held_idx) == 0:
+            raise wardrobe_data.WardrobeError(f"{where}: too few labelled items to split into train and held-out")
+    except BaseException:
+        snapshot.path.unlink(missing_ok=True)
+        raise
+    own, held = items.subset(train_idx), items.subset(held_idx)
+    cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, wardrobe_sha256=snapshot.sha256, wardrobe_items=len(snapshot.items))
+    )
+    run_dir = Path(run_dir) if run_dir else Path(cfg.out_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.name}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    frozen = run_dir / "wardrobe-export.zip"
+    os.replace(snapshot.path, frozen)
+
+    ds = fashion_mnist.load(data_dir or cfg.data.data_dir or None)
+    split = stratified_split(ds.train_labels, cfg.data.val_size, cfg.data.split_seed)
+    log = RunLog(run_dir)
+    wardrobe_info = {
+        "source": cfg.data.wardrobe,
+        "export": frozen.name,
+        "sha256": snapshot.sha256,
+        "items": len(snapshot.items),
+        "labelled": len(items),
+        "own_train": len(own),
+        "held_out": len(held),
+        "held_out_ids": list(held.ids),
+        "base": str(base_path),
+        "base_sha256": sha256_file(base_path),
+    }
+    log.start(
+        cfg,
+        extra={
+            "parameters": count_parameters(model),
+            "device": str(device),
+            "world_size": 1,
+            "dataset_sha256": ds.checksum,
+            "dataset_source": str(ds.source),
+            "split_sha256": split.checksum,
+            "source_commit": source_commit(),
+            "wardrobe": wardrobe_info,
+        },
+    )
+    log.info(
+        f"fine-tuning {base_path} on {frozen} (sha256 {snapshot.sha256[:12]}…, {len(snapshot.items)} items): "
+        f"{len(items)} labelled → {len(own)} own-train, {len(held)} held-out (never trained on)"
+    )
+
+    # Before training: which of the person's labels does the starting model doubt most?
+    # Its predictions are out-of-sample for all of them, as confident learning needs.
+    issues = label_issues(items, predict(model, items.images, device, cfg.tta_flip), snapshot.names)
+    write_json(issues, run_dir / "label_issues.json")
+    if issues:
+        log.info(f"{len(issues)} labels the current model strongly disagrees with (kept; check them on the page):")
+        for row in issues[:SHOWN_ISSUES]:
+            where = f" ({row['file']})" if "file" in row else ""
+            log.info(
+                f"  item {row['id']}{where}: labelled {row['label']}, model says {row['model_says']} "
+                f"(p(label) = {row['model_probability_of_label']:.3f})"
+            )
+    else:
+        log.info("confident learning finds no label the current model strongly disagrees with")
+
+    before = measure(model, held, ds, device, cfg.tta_flip)
+    pool = (ds.train_images[split.train_indices], ds.train_labels[split.train_indices])
+    val_loader = TensorBatchLoader(ds.train_images[split.val_indices], ds.train_labels[split.val_indices], 1000, device)
+    images, labels, n_own = epoch_data(own, pool, cfg, 0)
+    steps = len(labels) // cfg.batch_size
+    if steps == 0:
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than an epoch's {len(labels)} images")
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, steps)
+    log.info(f"each epoch: {len(labels) - n_own} Fashion-MNIST replay + {n_own} own-train (oversampled) images")
+    for epoch in range(cfg.epochs):
+        t0 = time.time()
+        if epoch:
+            images, labels, _ = epoch_data(own, pool, cfg, epoch)
+        loader = TensorBatchLoader(
+            images, labels, cfg.batch_size, device, shuffle=True, augment=cfg.augment, seed=cfg.seed, drop_last=True
+        )
+        loader.set_epoch(epoch)
+        train_loss, train_acc = finetune_one_epoch(model, loader, optimizer, scheduler, cfg, device, epoch)
+        val_loss, val_acc, _ = evaluate(model, val_loader, device, cfg.tta_flip, channels_last=False)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.time() - t0,
+        }
+        log.epoch(row, improved=epoch == cfg.epochs - 1)
+    # No model selection on the held-out items (that would be training on them): the last
+    # epoch's weights are the result, saved as best.pt so `wardrobe export RUN` finds them.
+    save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "config": dataclasses.asdict(cfg),
+            "epoch": cfg.epochs,
+            "val_acc": val_acc,
+            "parameters": count_parameters(model),
+        },
+        run_dir / "best.pt",
+    )
+    after = measure(model, held, ds, device, cfg.tta_flip)
+    result = {name: compare(before[name], after[name]) for name in before}
+    result["held_out"]["per_class"] = {
+        fashion_mnist.CLASSES[c]: {
+            "n": int(np.sum(held.labels == c)),
+            "before": float(before["held_out"][held.labels == c].mean()),
+            "after": float(after["held_out"][held.labels == c].mean()),
+        }
+        for c in np.unique(held.labels)
+    }
+    summary = {
+        "best_epoch": cfg.epochs,
+        "best_val_acc": val_acc,
+        "test_acc": result["fashion_mnist_test"]["after"]["accuracy"],
+        "parameters": count_parameters(model),
+        "wall_seconds": time.time() - started,
+        "wardrobe": {k: v for k, v in wardrobe_info.items() if k != "held_out_ids"},
+        "label_issues": len(issues),
+        **result,
+    }
+    log.finish(summary)
+    write_json(summary, run_dir / "finetune.json")
+    for name, title in (("held_out", "your held-out items"), ("fashion_mnist_test", "Fashion-MNIST test")):
+        r = result[name]
+        b, a = r["before"], r["after"]
+        log.info(
+            f"{title}: {b['accuracy']:.4f} [{b['ci95'][0]:.3f}, {b['ci95'][1]:.3f}] → "
+            f"{a['accuracy']:.4f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}] ({r['change_points']:+.2f} points, "
+            f"n = {a['n']}; {r['fixed']} fixed, {r['broken']} broken, McNemar p = {r['mcnemar_p']:.3g})"
+        )
+    log.info(f"next: wardrobe export {run_dir} --out models/<name>.onnx")
+    return run_dir
+
+
+def run_from_cli(config: Path, overrides: list[str], data_dir: Path | None = None) -> Path:
+    cfg = load_config(config, overrides)
+    if not cfg.is_finetune:
+        raise ConfigError(f"{config}: not a fine-tuning config (set finetune.base, e.g. configs/finetune.toml)")
+    if not cfg.data.wardrobe:
+        raise ConfigError(
+            f"{config}: this config fine-tunes (finetune.base = {cfg.finetune.base!r}); say on which "
+            "wardrobe with --set data.wardrobe=<export zip | image folder | database URL>"
+        )
+    return main(cfg, data_dir=str(data_dir) if data_dir else None)
