@@ -19,13 +19,14 @@ from dataclasses import dataclass
 
 import anyio.to_thread
 import numpy as np
-from starlette.datastructures import Headers, UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.datastructures import Headers
+from starlette.formparsers import FormParser, MultiPartException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contract.preprocess import ImageError, decode_image, to_fashion_mnist, to_model_input
+from service.multipart import MultipartError, Part, PartTooLarge, TooManyParts, read_parts
 
 log = logging.getLogger(__name__)
 
@@ -59,27 +60,6 @@ class Upload:
 
 class BodyTooLarge(Exception):
     pass
-
-
-class _LimitedParser(MultiPartParser):
-    """Starlette's multipart parser, stopping at the first file that grows past the limit."""
-
-    def __init__(self, *args, max_file_bytes: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.max_file_bytes = max_file_bytes
-        self._part_bytes = 0
-
-    def on_part_begin(self) -> None:
-        super().on_part_begin()
-        self._part_bytes = 0
-
-    def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        upload = self._current_part.file
-        self._part_bytes += end - start
-        if upload is not None and self._part_bytes > self.max_file_bytes:
-            name = f"'{upload.filename}'" if upload.filename else "a file"
-            raise UploadError(413, f"file {name} is over the limit of {self.max_file_bytes:,} bytes per file")
-        super().on_part_data(data, start, end)
 
 
 class UploadGate:
@@ -166,7 +146,10 @@ class UploadGate:
 
     async def _read(self, headers: Headers, body: AsyncIterator[bytes]) -> Upload:
         content_type = headers.get("content-type", "")
-        if not content_type.lower().startswith("multipart/form-data"):
+        # A form of text fields only (BentoML's clients send a URL given for `images` that way)
+        # is read too, so that its text values get the 400 below rather than a 415.
+        text_form = content_type.lower().startswith("application/x-www-form-urlencoded")
+        if not (text_form or content_type.lower().startswith("multipart/form-data")):
             raise UploadError(
                 415,
                 f"expected a multipart/form-data upload with files in field '{FIELD}', "
@@ -175,36 +158,40 @@ class UploadGate:
         declared = headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_request_bytes:
             raise UploadError(413, self._too_large(int(declared)))
-        parser = _LimitedParser(headers, body, max_files=self.max_files,
-                                max_fields=self.max_files, max_file_bytes=self.max_file_bytes)  # fmt: skip
         try:
-            form = await parser.parse()
+            if text_form:
+                form = await FormParser(headers, body, max_fields=self.max_files).parse()
+                parts = [Part(name, None, value.encode()) for name, value in form.multi_items()]
+            else:
+                parts = await read_parts(content_type, body, max_parts=self.max_files,
+                                         max_part_bytes=self.max_file_bytes)  # fmt: skip
         except BodyTooLarge:
             raise UploadError(413, self._too_large(None)) from None
-        except MultiPartException as exc:
-            if exc.message.startswith("Too many files"):
-                raise UploadError(413, f"too many files: at most {self.max_files} per request") from None
-            raise UploadError(400, f"malformed multipart body: {exc.message}") from None
-        try:
-            values = form.getlist(FIELD)
-            if not values:
-                others = ", ".join(repr(k) for k in dict.fromkeys(form.keys()))
-                got = f"got fields {others}" if others else "the form is empty"
-                raise UploadError(400, f"no files in field '{FIELD}' ({got})")
-            names, filenames, blobs = [], [], []
-            for i, value in enumerate(values):
-                if not isinstance(value, UploadFile):
-                    # A URL or any other text: refused, never fetched.
-                    raise UploadError(
-                        400,
-                        f"{FIELD}[{i}] is a text value ({_preview(value)}), not a file upload; "
-                        "send the image bytes (URLs are not fetched)",
-                    )
-                names.append(f"'{value.filename}'" if value.filename else f"{FIELD}[{i}]")
-                filenames.append(value.filename or "")
-                blobs.append(await value.read())
-        finally:
-            await form.close()
+        except TooManyParts:
+            raise UploadError(413, f"too many files: at most {self.max_files} per request") from None
+        except PartTooLarge as exc:
+            name = f"'{exc.part.filename}'" if exc.part.filename else "a file"
+            raise UploadError(413, f"file {name} is over the limit of {self.max_file_bytes:,} bytes per file") from None
+        except (MultipartError, MultiPartException) as exc:
+            raise UploadError(400, f"malformed multipart body: {exc}") from None
+        values = [part for part in parts if part.name == FIELD]
+        if not values:
+            others = ", ".join(repr(k) for k in dict.fromkeys(part.name for part in parts))
+            got = f"got fields {others}" if others else "the form is empty"
+            raise UploadError(400, f"no files in field '{FIELD}' ({got})")
+        names, filenames, blobs = [], [], []
+        for i, value in enumerate(values):
+            if value.filename is None:
+                # A URL or any other text: refused, never fetched.
+                text = value.data.decode("utf-8", "replace")
+                raise UploadError(
+                    400,
+                    f"{FIELD}[{i}] is a text value ({_preview(text)}), not a file upload; "
+                    "send the image bytes (URLs are not fetched)",
+                )
+            names.append(f"'{value.filename}'" if value.filename else f"{FIELD}[{i}]")
+            filenames.append(value.filename)
+            blobs.append(value.data)
         if sum(len(b) for b in blobs) <= INLINE_DECODE_BYTES:
             crops = self._decode(names, blobs)
         else:  # big photos: keep the event loop serving other requests meanwhile
