@@ -2,24 +2,27 @@
 
 Start it with `wardrobe serve` (or `bentoml serve service.service:Wardrobe`).
 Configuration comes from WARDROBE_* variables (service/settings.py), read once
-at import so the decorator below can size workers and request the GPU.
+at import so the decorator below can size workers and request the GPU. What
+/classify takes and answers is declared in service/schema.py, so BentoML's
+clients, `/schema.json` and the OpenAPI document describe it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 import bentoml
 import numpy as np
-from starlette.responses import JSONResponse
+import orjson
+from starlette.responses import Response
 
 from contract.runtime import cuda_available, load_model
 from service.admission import BodyDeadline, ConnectionCap
 from service.batching import Batcher
+from service.schema import ClassifyInput, Prediction
 from service.settings import Settings
-from service.uploads import FIELD, SCOPE_KEY, Upload, UploadGate
+from service.uploads import Upload, UploadGate
 from service.wardrobe import wardrobe_app
 
 log = logging.getLogger("bentoml.wardrobe")  # under "bentoml": its log handlers apply
@@ -79,27 +82,20 @@ class Wardrobe:
     def __is_ready__(self) -> bool:
         return getattr(self, "ready", False)
 
-    @bentoml.api(route="/classify")
-    async def classify(self, ctx: bentoml.Context) -> list[dict[str, Any]]:
-        """Classify the images uploaded in multipart field `images`, answers in upload order."""
-        upload: Upload | None = ctx.request.scope.get(SCOPE_KEY)
-        if upload is None:  # only reachable if the gate was bypassed
-            return _error(ctx, 400, f"no upload: send files in field '{FIELD}'")
-        probabilities = await self.batcher.submit(upload.images)
+    @bentoml.api(route="/classify", input_spec=ClassifyInput)
+    async def classify(self, images: Upload) -> list[Prediction]:
+        """Classify the images uploaded in multipart field `images`; one answer per image, in upload order."""
+        # `images` arrives read, limited and decoded by the upload gate (service/uploads.py).
+        probabilities = await self.batcher.submit(images.images)
         answers = self.classifier.answers(probabilities, self.settings.top_k)
         for answer in answers:
             self.predictions[answer["label"]].inc()
-        return JSONResponse(answers)
+        # Encoded here, not validated into `Prediction`s by BentoML: the same JSON at a fraction of the cost.
+        return Response(orjson.dumps(answers), media_type="application/json")
 
     @bentoml.on_shutdown
     def close(self) -> None:
         self.batcher.close()
-
-
-def _error(ctx: bentoml.Context, status: int, message: str) -> JSONResponse:
-    # BentoML sets a context-taking endpoint's status from ctx.response, not from the Response.
-    ctx.response.status_code = status
-    return JSONResponse({"error": message}, status_code=status)
 
 
 # Outermost first: the connection cap, then the body deadline, then the upload gate.

@@ -48,8 +48,9 @@ def _free_port() -> int:
 def server(tiny_model_path, tmp_path_factory):
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, **LIMITS, "WARDROBE_MODEL": str(tiny_model_path)}
-    log = tmp_path_factory.mktemp("server") / "server.log"
+    home = tmp_path_factory.mktemp("server")  # its own BENTOML_HOME: BentoML empties its /metrics directory at start
+    env = {**os.environ, **LIMITS, "WARDROBE_MODEL": str(tiny_model_path), "BENTOML_HOME": str(home)}
+    log = home / "server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)],
