@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import ExifTags, Image
 
 from contract.preprocess import (
     ImageError,
@@ -58,6 +58,16 @@ def test_crops_saved_as_rgb_pass_through_pixel_identical(fmnist):
     for crop in fmnist.test_images[300:340]:
         rgb = Image.fromarray(crop).convert("RGB")
         np.testing.assert_array_equal(to_fashion_mnist(decode_image(encode(rgb, "PNG"))), crop)
+
+
+def test_a_grey_28x28_crop_passes_through_only_when_upright_and_on_a_dark_ground(fmnist):
+    crop = fmnist.test_images[0]
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 3  # stored upside down, shown the right way up
+    turned = decode_image(encode(Image.fromarray(crop[::-1, ::-1].copy()), "PNG", exif=exif))
+    np.testing.assert_array_equal(to_fashion_mnist(turned), crop)
+    on_white = to_fashion_mnist(decode_image(encode(Image.fromarray(255 - crop), "PNG")))
+    assert on_white[0, 0] == 0 and on_white[14, 14] > 100  # negated onto black, not passed through
 
 
 # --- photos become crops ----------------------------------------------------------------
