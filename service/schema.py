@@ -22,6 +22,7 @@ import bentoml
 from bentoml.validators import ContentType
 from pydantic import BaseModel, Field
 
+from contract.preprocess import ACCEPTED_NAMES
 from service.uploads import FIELD, SCOPE_KEY, Upload
 
 
@@ -48,7 +49,7 @@ class ClassifyInput(bentoml.IODescriptor):
 
     images: list[Annotated[Path, ContentType("image/*")]] = Field(
         min_length=1,
-        description="image files (JPEG, PNG, WebP, BMP, GIF, TIFF); answers come in the same order",
+        description=f"image files ({ACCEPTED_NAMES}); the answers come in the same order",
     )
 
     @classmethod

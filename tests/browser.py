@@ -38,7 +38,7 @@ class Watch:
             return route.continue_()
 
         context.route("**/*", guard)
-        page.on("request", self.requests.append)
+        page.on("request", lambda request: self.requests.append(request))  # Playwright cannot wrap a builtin
         page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
         page.on("pageerror", lambda e: self.console_errors.append(f"uncaught: {e}"))
 

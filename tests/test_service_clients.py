@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import bentoml
 import httpx
 import pytest
 from bentoml.exceptions import BentoMLException
+from browser import CHROMIUM, chromium, watched_page
 
 from service.serve import SERVICE, stop, wait_ready
 
@@ -23,12 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "service" / "samples"
 IMAGES = [SAMPLES / "sneaker.png", SAMPLES / "trouser.png", SAMPLES / "ankle-boot.png"]
 LIMITS = {"WARDROBE_WORKERS": "1", "WARDROBE_MAX_FILE_BYTES": "200000", "WARDROBE_MAX_REQUEST_BYTES": "1000000"}
-CHROMIUM = shutil.which("chromium")
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -182,32 +181,20 @@ def test_a_url_through_a_client_is_a_400_and_never_fetched(server, client_kind):
     assert hits == []
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make tools installs it)")
+@pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="chromium not installed (make tools installs it)")
 @pytest.mark.slow
 def test_api_explorer_try_it_out_sends_a_file_and_shows_the_answer(server, curl_answer):
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"],
-        )  # fmt: skip
-        try:
-            page = browser.new_page()
-            # Offline: anything not served by us is refused (the explorer must not need it).
-            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server)
-                       else route.abort())  # fmt: skip
-            page.goto(f"{server}/docs")
-            operation = page.locator(".opblock-post", has=page.locator("[data-path='/classify']"))
-            operation.locator(".opblock-summary").click()
-            operation.get_by_role("button", name="Try it out").click()
-            operation.get_by_role("button", name="Add string item").click()
-            operation.locator("input[type=file]").set_input_files(str(IMAGES[0]))
-            with page.expect_response(f"{server}/classify") as response:
-                operation.get_by_role("button", name="Execute").click()
-            assert response.value.status == 200
-            shown = operation.locator(".live-responses-table .response-col_description pre").first
-            shown.wait_for(timeout=30_000)
-            assert json.loads(shown.inner_text()) == curl_answer[:1]
-        finally:
-            browser.close()
+    with chromium() as browser, watched_page(browser) as (page, watch):
+        page.goto(f"{server}/docs")
+        operation = page.locator(".opblock-post", has=page.locator("[data-path='/classify']"))
+        operation.locator(".opblock-summary").click()
+        operation.get_by_role("button", name="Try it out").click()
+        operation.get_by_role("button", name="Add string item").click()
+        operation.locator("input[type=file]").set_input_files(str(IMAGES[0]))
+        with page.expect_response(f"{server}/classify") as response:
+            operation.get_by_role("button", name="Execute").click()
+        assert response.value.status == 200
+        shown = operation.locator(".live-responses-table .response-col_description pre").first
+        shown.wait_for(timeout=30_000)
+        assert json.loads(shown.inner_text()) == curl_answer[:1]
+    assert watch.non_local == [] and watch.console_errors == []
