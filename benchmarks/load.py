@@ -212,6 +212,31 @@ def start_servers(model: Path, log_dir: Path, ceiling: bool, baseline: Path | No
     return servers
 
 
+def batch_level(args: argparse.Namespace, settings: Settings, servers: dict, script: Path) -> tuple[dict, dict]:
+    """64-image requests to every server, between two runs of raw onnxruntime (their mean is the
+    yardstick: the cores' share left by whatever else runs drifts over minutes)."""
+    raw, rows = [], {}
+    for name, server in [("raw", None), *servers.items(), ("raw", None)]:
+        if server is None:
+            raw.append(raw_onnxruntime(args.model, settings.workers, settings.threads, args.duration))
+            print(f"raw onnxruntime, batch {BATCH}: {raw[-1]['images_per_s']:.1f} img/s, "
+                  f"{raw[-1]['cpu_ms_per_image']:.3f} CPU ms/img", flush=True)  # fmt: skip
+            continue
+        rows[name] = measure(name, server, args.batch_connections, args.duration, BATCH, script)
+        print(f"{BATCH} images x {args.batch_connections} connections, {name:>14}: {_line(rows[name])}", flush=True)
+    yardstick = sum(r["images_per_s"] for r in raw) / len(raw)
+    cpu_yardstick = sum(r["cpu_ms_per_image"] for r in raw) / len(raw)
+    for result in rows.values():
+        result["ratio_to_raw"] = round(result["images_per_s"] / yardstick, 3)
+        if result["cpu_ms_per_image"]:  # the same ratio in CPU time: raw's cost over ours
+            result["cpu_ratio_to_raw"] = round(cpu_yardstick / result["cpu_ms_per_image"], 3)
+    summary = {
+        **raw[0], "images_per_s": round(yardstick, 1), "cpu_ms_per_image": round(cpu_yardstick, 4),
+        "runs": [{k: r[k] for k in ("images_per_s", "cpu_ms_per_image")} for r in raw],
+    }  # fmt: skip
+    return rows, summary
+
+
 def run(args: argparse.Namespace, settings: Settings) -> dict:
     log_dir = Path(tempfile.mkdtemp(prefix="wardrobe-load-"))
     script = log_dir / "post.lua"
@@ -227,26 +252,8 @@ def run(args: argparse.Namespace, settings: Settings) -> dict:
             for name, server in servers.items():
                 row[name] = measure(name, server, connections, args.duration, 1, script)
                 print(f"{connections:>3} connections, {name:>14}: {_line(row[name])}", flush=True)
-        raw = [raw_onnxruntime(args.model, settings.workers, settings.threads, args.duration)]
-        print(f"raw onnxruntime, batch {BATCH}: {raw[0]['images_per_s']:.1f} img/s, "
-              f"{raw[0]['cpu_ms_per_image']:.3f} CPU ms/img", flush=True)
-        for name, server in servers.items():
-            results["multi_image"][name] = measure(name, server, args.batch_connections, args.duration, BATCH, script)
-            print(f"{BATCH} images x {args.batch_connections} connections, {name:>14}: "
-                  f"{_line(results['multi_image'][name])}", flush=True)  # fmt: skip
-        raw.append(raw_onnxruntime(args.model, settings.workers, settings.threads, args.duration))
-        print(f"raw onnxruntime, batch {BATCH}: {raw[1]['images_per_s']:.1f} img/s, "
-              f"{raw[1]['cpu_ms_per_image']:.3f} CPU ms/img", flush=True)
-        yardstick = sum(r["images_per_s"] for r in raw) / len(raw)
-        cpu_yardstick = sum(r["cpu_ms_per_image"] for r in raw) / len(raw)
-        results["raw_onnxruntime"] = {
-            **raw[0], "images_per_s": round(yardstick, 1), "cpu_ms_per_image": round(cpu_yardstick, 4),
-            "runs": [{k: r[k] for k in ("images_per_s", "cpu_ms_per_image")} for r in raw],
-        }  # fmt: skip
-        for result in results["multi_image"].values():
-            result["ratio_to_raw"] = round(result["images_per_s"] / yardstick, 3)
-            if result["cpu_ms_per_image"]:  # the same ratio in CPU time: raw's cost over ours
-                result["cpu_ratio_to_raw"] = round(cpu_yardstick / result["cpu_ms_per_image"], 3)
+        if args.batch_connections:
+            results["multi_image"], results["raw_onnxruntime"] = batch_level(args, settings, servers, script)
         if args.photo_connections:
             photo = phone_photo(log_dir / "photo.jpg")
             results["photo_bytes"] = photo.stat().st_size
@@ -278,7 +285,8 @@ def table(results: dict) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows = [(f"1 image, {c} conn", row) for c, row in results["single_image"].items()]
-    rows.append((f"{BATCH} images, {results['batch_connections']} conn", results["multi_image"]))
+    if results["multi_image"]:
+        rows.append((f"{BATCH} images, {results['batch_connections']} conn", results["multi_image"]))
     if results.get("photo"):
         rows.append((f"12 MP JPEG, {results['photo_connections']} conn", results["photo"]))
     for load, row in rows:
@@ -301,7 +309,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=30, help="seconds per level (default 30)")
     parser.add_argument("--levels", default="1,16,64", help="connections, comma-separated")
     parser.add_argument("--batch-connections", type=int, default=8,
-                        help=f"connections for the {BATCH}-image requests (default 8)")  # fmt: skip
+                        help=f"connections for the {BATCH}-image requests (default 8; 0 skips them)")  # fmt: skip
     parser.add_argument("--photo-connections", type=int, default=16,
                         help="connections for the 12 MP photo level (default 16; 0 skips it)")  # fmt: skip
     parser.add_argument("--baseline", metavar="REF",
