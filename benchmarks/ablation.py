@@ -83,24 +83,59 @@ def main() -> None:
     config, variants = (None, MLP_VARIANTS) if mlp else (CNN_CONFIG, CNN_VARIANTS)
     base = mlp_overrides(epochs, subset) if mlp else cnn_overrides(epochs, subset)
 
-    rows, started = [], time.time()
+    out = RESULTS[args.study]
+    done = previous_runs(out, epochs, subset)
+    started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        for variant, extra in variants.items():
-            accs = [run_variant(config, base + extra, s, tmp) for s in seeds]
-            rows.append({
-                "variant": variant, "overrides": extra, "seeds": seeds, "val_accs": accs,
-                "val_acc_mean": statistics.mean(accs),
-                "val_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-            })  # fmt: skip
+        # seed-major: a stopped study still holds one whole sweep of the levers; a rerun of the
+        # same command resumes, skipping the (variant, seed) pairs already in the results file
+        for seed in seeds:
+            for variant, extra in variants.items():
+                if seed not in done.setdefault(variant, {}):
+                    done[variant][seed] = run_variant(config, base + extra, seed, tmp)
+                    write_json(result_rows(variants, done, epochs, subset), out)
+    rows = result_rows(variants, done, epochs, subset)
+    write_json(rows, out)
     print(f"\n{'variant':60s} {'val acc (mean ± std)':>22s}")
     for row in rows:
-        print(f"{row['variant']:60s} {row['val_acc_mean']:.4f} ± {row['val_acc_std']:.4f}")
+        print(f"{row['variant']:60s} {row['val_acc_mean']:.4f} ± {row['val_acc_std']:.4f}  seeds {row['seeds']}")
     command = (
         f"python -m benchmarks.ablation --study {args.study} --seeds {' '.join(map(str, seeds))} "
         f"--epochs {epochs} --train-subset {subset}"
     )
-    write_json(rows, RESULTS[args.study])
-    print(f"wrote {RESULTS[args.study]} in {time.time() - started:.0f}s ({command})")
+    print(f"wrote {out} in {time.time() - started:.0f}s ({command})")
+
+
+def result_rows(variants: dict, done: dict[str, dict[int, float]], epochs: int, subset: int) -> list[dict]:
+    """One row per variant with at least one finished seed: accuracies, mean and spread."""
+    rows = []
+    for variant, extra in variants.items():
+        accs = done.get(variant, {})
+        if not accs:
+            continue
+        values = [accs[s] for s in sorted(accs)]
+        rows.append({
+            "variant": variant, "overrides": extra, "seeds": sorted(accs), "val_accs": values,
+            "val_acc_mean": statistics.mean(values),
+            "val_acc_std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "epochs": epochs, "train_subset": subset,
+        })  # fmt: skip
+    return rows
+
+
+def previous_runs(path: Path, epochs: int, subset: int) -> dict[str, dict[int, float]]:
+    """The finished (variant, seed) runs of the same schedule in an earlier results file."""
+    if not path.is_file():
+        return {}
+    try:
+        rows = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{path}: not valid JSON ({exc}); move it away to start the study afresh") from None
+    return {
+        row["variant"]: dict(zip(row["seeds"], row["val_accs"], strict=True))
+        for row in rows
+        if row.get("epochs") == epochs and row.get("train_subset") == subset
+    }
 
 
 if __name__ == "__main__":
