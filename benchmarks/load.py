@@ -22,6 +22,7 @@ with the servers: these are whole-box figures.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import multiprocessing
@@ -338,6 +339,7 @@ def main() -> None:
         "started": started,
         "note": args.note,
         "model": os.path.relpath(args.model, ROOT) if args.model.is_relative_to(ROOT) else str(args.model),
+        "model_sha256": hashlib.sha256(args.model.read_bytes()).hexdigest(),  # shipped models get replaced
         "baseline": args.baseline,
         "duration_s": args.duration,
         "batch_connections": args.batch_connections,
