@@ -168,3 +168,17 @@ def test_adamw_with_the_dataloader_path_learns(tmp_path):
     assert history[-1]["val_acc"] > 0.4  # chance is 0.1
     optimizer = load_checkpoint(run / "last.pt")["optimizer"]
     assert "exp_avg_sq" in next(iter(optimizer["state"].values())), "AdamW's second-moment state is missing"
+
+
+def test_a_onecycle_schedule_too_short_to_have_two_phases_is_a_clear_error(tmp_path):
+    from training.config import ConfigError
+    from training.train import build_scheduler
+
+    cfg = load_config(None, ['schedule.name="onecycle"', "epochs=1"])
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ConfigError, match="needs at least 4 optimizer steps, got 2"):
+        build_scheduler(optimizer, cfg, steps_per_epoch=2)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch=4)
+    for _ in range(4):
+        optimizer.step()
+        scheduler.step()

@@ -61,7 +61,13 @@ def build_scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int):
     total = cfg.epochs * steps_per_epoch
     s = cfg.schedule
     if s.name == "onecycle":
-        pct = min(max(s.warmup_epochs / cfg.epochs, 0.01), 0.5)
+        # OneCycleLR divides by each phase's length in steps: both phases need two or more
+        if total < 4:
+            raise ConfigError(
+                f"schedule.name 'onecycle' needs at least 4 optimizer steps, got {total} "
+                f"({cfg.epochs} epoch(s) × {steps_per_epoch} batch(es)); train longer or use 'constant'"
+            )
+        pct = min(max(s.warmup_epochs / cfg.epochs, 0.01, 2 / total), 0.5)
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.optim.lr, total_steps=total, pct_start=pct)
     if s.name == "cosine":
         warmup = max(1, round(s.warmup_epochs * steps_per_epoch))
