@@ -34,6 +34,8 @@ GATES = {
     "ece_scaled": False,
     "mce": False,
     "label_issues": False,
+    "wardrobe_accuracy": True,
+    "wardrobe_gain": True,
 }
 GATE_FAILED = 3  # exit status when the report was written but a threshold was missed
 
@@ -107,6 +109,7 @@ def command_line(args: argparse.Namespace) -> str:
     for flag, value in (
         ("--compare", args.compare),
         ("--run", args.run),
+        ("--wardrobe", getattr(args, "wardrobe", None)),
         ("--out", args.out),
         ("--data-dir", getattr(args, "data_dir", None)),
     ):
@@ -122,8 +125,15 @@ def load_context(args: argparse.Namespace, s: ReportSettings) -> Context:
     baseline = None
     if s.baseline_model is not None and Path(s.baseline_model).is_file():
         baseline = load_model(s.baseline_model, threads=s.threads)
+    model = load_model(Path(args.model), threads=s.threads)
+    wardrobe = None
+    if getattr(args, "wardrobe", None):
+        from training.wardrobe_data import held_out_for
+
+        wardrobe = held_out_for(str(args.wardrobe), model.info.metadata)
     return Context(
-        model=load_model(Path(args.model), threads=s.threads),
+        model=model,
+        wardrobe=wardrobe,
         compare=load_model(Path(args.compare), threads=s.threads) if args.compare else None,
         baseline=baseline,
         run=story.read_run(Path(args.run)) if args.run else None,
@@ -183,6 +193,10 @@ def run_report(args: argparse.Namespace, settings: ReportSettings | None = None)
         f"macro-F1 {g['macro_f1']:.4f}, ECE {g['ece']:.4f} "
         f"({report['timing']['seconds']:.1f} s)"
     )
+    if report.get("wardrobe"):
+        w = report["wardrobe"]
+        change = f", {w['gain'] * 100:+.2f} points vs --compare" if w["gain"] is not None else ""
+        print(f"your wardrobe: accuracy {w['accuracy']:.4f} on {w['items']} held-out items{change}")
     missed = check_gates(g, gates)
     for message in missed:
         print(f"wardrobe report: gate failed: {message}", file=sys.stderr)

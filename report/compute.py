@@ -22,6 +22,7 @@ from report.robustness import seeded_subset
 from training import calibration
 from training.data import stratified_split
 from training.fashion_mnist import FashionMNIST
+from training.wardrobe_data import WardrobeItems
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,6 +86,8 @@ class Context:
     """The pinned baseline of the corruption error (settings.baseline_model, when present)."""
     run: dict | None = None
     """The training run log (`story.read_run`), for the learning curves."""
+    wardrobe: tuple[WardrobeItems, str] | None = None
+    """The person's held-out wardrobe items (--wardrobe) and a sentence saying which they are."""
     command: str = ""
 
 
@@ -92,7 +95,7 @@ class Stages:
     """The report's stages under one progress bar, each one's seconds recorded."""
 
     NAMES = ("loading", "inference", "story", "evaluation", "calibration", "label issues", "robustness",
-             "photo-like", "selective prediction", "comparison", "figures", "done")  # fmt: skip
+             "photo-like", "selective prediction", "comparison", "wardrobe", "figures", "done")  # fmt: skip
 
     def __init__(self, progress: bool):
         self.started = self.mark = time.perf_counter()
@@ -191,6 +194,10 @@ def compute(ctx: Context, s: ReportSettings, stages: Stages) -> tuple[dict, Figu
     if ctx.compare is not None:
         r["comparison"] = _comparison_section(ctx.compare, images, labels, correct, probs, classes, s, fig)
     stages.done("comparison")
+    r["wardrobe"] = None
+    if ctx.wardrobe is not None:
+        r["wardrobe"] = _wardrobe_section(model, ctx.compare, *ctx.wardrobe, classes, s, fig)
+    stages.done("wardrobe")
     r["ablation"] = story.ablation_section(s.ablation)
     r["provenance"] = {
         "model_path": str(model.info.path),
@@ -216,6 +223,8 @@ def compute(ctx: Context, s: ReportSettings, stages: Stages) -> tuple[dict, Figu
         "photo_accuracy": r["photo_like"]["accuracy"] if r["photo_like"]["available"] else None,
         "coverage_at_target": r["selective"]["test_coverage"],
         "label_issues": r["label_issues"]["count"],
+        "wardrobe_accuracy": r["wardrobe"]["accuracy"] if r["wardrobe"] else None,
+        "wardrobe_gain": r["wardrobe"]["gain"] if r["wardrobe"] else None,
     }
     return r, fig
 
@@ -394,3 +403,55 @@ def _comparison_section(other, images, labels, correct, probs, classes, s, fig: 
         "mcnemar": metrics.mcnemar(correct, other_correct),
         "figure": "disagreements.png" if len(differ) else None,
     }
+
+
+def _wardrobe_section(model, old, items: WardrobeItems, which: str, classes, s, fig: FigureInputs) -> dict:
+    """The person's held-out items: this model (and the one it would replace) per class, the items
+    whose answer changed, and McNemar's test between the two on them."""
+    new_pred = predict(model, items.images, "wardrobe", False).argmax(1)
+    new_correct = new_pred == items.labels
+    n = len(items.labels)
+    section = {
+        "items": n,
+        "which": which,
+        "accuracy": float(new_correct.mean()),
+        "accuracy_ci": list(metrics.wilson_interval(int(new_correct.sum()), n)),
+        "old_accuracy": None,
+        "old_accuracy_ci": None,
+        "gain": None,
+        "mcnemar": None,
+        "changed": [],
+        "changed_count": 0,
+        "figure": None,
+    }
+    old_pred = predict(old, items.images, "wardrobe", False).argmax(1) if old is not None else None
+    per_class = []
+    for c in np.unique(items.labels):
+        here = items.labels == c
+        row = {"class": classes[c], "n": int(here.sum()), "accuracy": float(new_correct[here].mean()), "old": None}
+        if old_pred is not None:
+            row["old"] = float((old_pred[here] == c).mean())
+        per_class.append(row)
+    section["per_class"] = per_class
+    if old_pred is not None:
+        old_correct = old_pred == items.labels
+        section["old_accuracy"] = float(old_correct.mean())
+        section["old_accuracy_ci"] = list(metrics.wilson_interval(int(old_correct.sum()), n))
+        section["gain"] = section["accuracy"] - section["old_accuracy"]
+        section["mcnemar"] = metrics.mcnemar(new_correct, old_correct)
+        changed = np.nonzero(new_pred != old_pred)[0]
+        section["changed_count"] = len(changed)
+        section["changed"] = [
+            {"id": items.ids[i], "label": classes[items.labels[i]], "old": classes[old_pred[i]],
+             "new": classes[new_pred[i]], "now_right": bool(new_correct[i])}
+            for i in changed
+        ]  # fmt: skip
+        shown = changed[: s.gallery_size]
+        if len(shown):
+            fig.galleries["wardrobe_changes"] = Gallery(
+                list(items.images[shown]),
+                [f"t={short(classes[items.labels[i]])}\nold={short(classes[old_pred[i]])}\n"
+                 f"new={short(classes[new_pred[i]])}" for i in shown],
+            )  # fmt: skip
+            section["figure"] = "wardrobe_changes.png"
+    return section

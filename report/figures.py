@@ -48,6 +48,7 @@ def draw(r: dict, inputs: FigureInputs, out: Path) -> list[Path]:
         (r["label_issues"]["figure"], "label_issues"),
         (r["photo_like"].get("figure"), "photo_like"),
         ((r["comparison"] or {}).get("figure"), "disagreements"),
+        ((r.get("wardrobe") or {}).get("figure"), "wardrobe_changes"),
     ]
     for name, key in galleries:
         if name:

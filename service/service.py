@@ -9,17 +9,20 @@ clients, `/schema.json` and the OpenAPI document describe it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from pathlib import Path
 
 import bentoml
 import numpy as np
 import orjson
 from starlette.responses import Response
 
-from contract.runtime import cuda_available, load_model
+from contract.runtime import Classifier, cuda_available, load_model
 from service.admission import BodyDeadline, ConnectionCap
 from service.batching import Batcher
+from service.models_swap import ModelOnReadyz, ModelSwitch, admin_app, wardrobe_items
 from service.schema import ClassifyInput, Prediction
 from service.settings import Settings
 from service.uploads import Upload, UploadGate
@@ -51,8 +54,7 @@ class Wardrobe:
 
         s = SETTINGS
         self.settings = s
-        self.classifier = load_model(s.model, device=DEVICE, threads=s.threads)
-        self.classes = self.classifier.classes
+        first = self._load(s.model)
         self.batch_sizes = prometheus_client.Histogram(
             "wardrobe_batch_size",
             "Images per onnxruntime call, as formed by the adaptive batcher",
@@ -62,22 +64,57 @@ class Wardrobe:
             "wardrobe_predictions", "Images classified, by predicted label", ["label"]
         )
         # One child per class up front: every label shows (at 0) and no lookup per image.
-        self.predictions = {label: predictions.labels(label=label) for label in self.classes}
-        self.batcher = Batcher(
-            self.classifier.probabilities,
-            max_batch_size=s.max_batch_size,
-            max_latency_s=s.max_latency_ms / 1000,
-            on_batch=self.batch_sizes.observe,
-        )
-        # Warm up every batch size the batcher may form, so no request pays a first-call cost.
-        for n in range(1, s.max_batch_size + 1):
-            self.classifier.probabilities(np.zeros((n, 1, 28, 28), dtype=np.float32))
+        self.predictions = {label: predictions.labels(label=label) for label in first.classes}
+        self.model_info = prometheus_client.Gauge(
+            "wardrobe_model", "1 for the model this worker serves (by SHA-256), 0 for models it served before",
+            ["sha256"], multiprocess_mode="liveall",
+        )  # fmt: skip
+        self.model_info.labels(sha256=first.info.sha256).set(1)
+        # The served model, replaceable while serving (service/models_swap.py).
+        self.models = ModelSwitch(
+            first.info.path, load=self._load, make_batcher=self._batcher, canary_items=wardrobe_items(s.db),
+            installable=s.model is not None, on_swap=self._swapped, first=first,
+        )  # fmt: skip
         self.ready = True
         log.info(
             "wardrobe ready: %s on %s, max batch %d, max latency %g ms, at most %d requests in progress",
             self.classifier.info.path, ",".join(self.classifier.info.providers),
             s.max_batch_size, s.max_latency_ms, s.queue_bound,
         )  # fmt: skip
+
+    def _load(self, path: Path | None) -> Classifier:
+        """Open and check a model, then run every batch size the batcher may form, so no request
+        pays a first-call cost."""
+        classifier = load_model(path, device=DEVICE, threads=self.settings.threads)
+        for n in range(1, self.settings.max_batch_size + 1):
+            classifier.probabilities(np.zeros((n, 1, 28, 28), dtype=np.float32))
+        return classifier
+
+    def _batcher(self, classifier: Classifier) -> Batcher:
+        s = self.settings
+        return Batcher(classifier.probabilities, max_batch_size=s.max_batch_size,
+                       max_latency_s=s.max_latency_ms / 1000, on_batch=self.batch_sizes.observe)  # fmt: skip
+
+    def _swapped(self, new, old) -> None:
+        self.model_info.labels(sha256=old.sha256).set(0)
+        self.model_info.labels(sha256=new.sha256).set(1)
+
+    # The model of the moment, for code that takes it once per request (service/wardrobe.py).
+    @property
+    def classifier(self) -> Classifier:
+        return self.models.current.classifier
+
+    @property
+    def batcher(self) -> Batcher:
+        return self.models.current.batcher
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.models.current.classes
+
+    @bentoml.on_startup
+    async def watch_model_file(self) -> None:
+        self.watcher = asyncio.get_running_loop().create_task(self.models.watch(), name="wardrobe-model-watch")
 
     def __is_ready__(self) -> bool:
         return getattr(self, "ready", False)
@@ -86,8 +123,9 @@ class Wardrobe:
     async def classify(self, images: Upload) -> list[Prediction]:
         """Classify the images uploaded in multipart field `images`; one answer per image, in upload order."""
         # `images` arrives read, limited and decoded by the upload gate (service/uploads.py).
-        probabilities = await self.batcher.submit(images.images)
-        answers = self.classifier.answers(probabilities, self.settings.top_k)
+        served = self.models.current  # this request finishes on this model, even if a swap comes
+        probabilities = await served.submit(images.images)
+        answers = served.classifier.answers(probabilities, self.settings.top_k)
         for answer in answers:
             self.predictions[answer["label"]].inc()
         # Encoded here, not validated into `Prediction`s by BentoML: the same JSON at a fraction of the cost.
@@ -95,7 +133,7 @@ class Wardrobe:
 
     @bentoml.on_shutdown
     def close(self) -> None:
-        self.batcher.close()
+        self.models.close()
 
 
 # Outermost first: the connection cap, then the body deadline, then the upload gate.
@@ -110,5 +148,18 @@ Wardrobe.add_asgi_middleware(
     max_pixels=SETTINGS.max_pixels,
     max_in_flight=SETTINGS.queue_bound,
 )
+
+
+def _models() -> ModelSwitch | None:
+    """This worker's ModelSwitch (None before the service is created)."""
+    try:
+        return bentoml.get_current_service().models
+    except Exception:  # BentoMLException before the instance exists
+        return None
+
+
+Wardrobe.add_asgi_middleware(ModelOnReadyz, switch=_models)
+# /admin/reload, /admin/rollback and /admin/model (service/models_swap.py), mounted before the app at /.
+Wardrobe.mount_asgi_app(admin_app(SETTINGS.token, _models), path="/admin", name="admin")
 # The page at /, the explorer at /docs and the /wardrobe/* endpoints (service/wardrobe.py).
 Wardrobe.mount_asgi_app(wardrobe_app(SETTINGS), path="/", name="wardrobe")

@@ -15,6 +15,7 @@ import json
 import logging
 import tempfile
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -39,6 +40,7 @@ from contract.store.database import describe
 from contract.store.export import write_export
 from contract.store.items import MAX_PAGE
 from service.access import WardrobeAccess, explain_at_start, listening_host
+from service.learning import learning
 from service.settings import Settings
 from service.uploads import SCOPE_KEY, Upload, UploadGate
 
@@ -317,6 +319,8 @@ def _docs(request: Request) -> Response:
 def wardrobe_app(settings: Settings) -> Starlette:
     """The page, the explorer and the wardrobe endpoints, to mount at / in the BentoML service."""
     endpoints = WardrobeEndpoints(settings)
+    learning_handler = partial(learning, endpoints=endpoints, item_json=item_json,
+                               current_model=lambda: WardrobeEndpoints._service()[2])  # fmt: skip
     every = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]  # each handler answers 405 in JSON itself
     routes = [
         Route("/", _page, methods=["GET", "HEAD"]),
@@ -327,6 +331,8 @@ def wardrobe_app(settings: Settings) -> Starlette:
         Route(ITEMS + "/{item_id}/thumbnail", endpoints.thumbnail, methods=every),
         Route("/wardrobe/shelves", endpoints.shelves, methods=every),
         Route("/wardrobe/export", endpoints.export, methods=every),
+        # Corrections waiting for a fine-tune, its commands, an audit sample (service/learning.py).
+        Route("/wardrobe/learning", learning_handler, methods=every),
         Route("/wardrobe/{rest:path}", _not_found, methods=every),
     ]
     gate = {"max_files": settings.max_files, "max_file_bytes": settings.max_file_bytes,

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from contract import metadata as meta
 from contract import store
 from training.atomic import atomic_write
 from training.fashion_mnist import CLASSES
@@ -201,6 +203,32 @@ def freeze(source: str, dest: Path) -> Snapshot:
             f"data.wardrobe {source!r}: no such export zip or image folder (a database URL looks like sqlite:///path)"
         )
     return Snapshot(items=read_export(dest), path=dest, sha256=sha256_file(dest), source=source, names=names)
+
+
+def read_source(source: str) -> tuple[WardrobeItems, str]:
+    """The items of any source and the SHA-256 of its export (frozen into a temporary file)."""
+    with tempfile.TemporaryDirectory(prefix="wardrobe-") as tmp:
+        snapshot = freeze(source, Path(tmp) / "export.zip")
+    return snapshot.items, snapshot.sha256
+
+
+def held_out_for(source: str, metadata: Mapping[str, str]) -> tuple[WardrobeItems, str]:
+    """The items of `source` a model never trained on, and a sentence saying which they are: the
+    held-out ids its metadata lists (a fine-tuned model), else every item a person labelled."""
+    items, sha = read_source(source)
+    items = items.person_labelled()
+    ids = meta.held_out_ids(metadata)
+    if ids is None:
+        return items, f"all {len(items)} items a person labelled (the model was not fine-tuned on a wardrobe)"
+    wanted = set(ids)
+    keep = np.array([i for i, item_id in enumerate(items.ids) if item_id in wanted], dtype=np.int64)
+    if len(keep) == 0:
+        raise WardrobeError(
+            f"{source}: none of the model's {len(ids)} held-out items is in this wardrobe (another wardrobe?)"
+        )
+    same = metadata.get(meta.WARDROBE_SHA256) == sha
+    origin = "the export it was fine-tuned on" if same else "this wardrobe (not the export it was fine-tuned on)"
+    return items.subset(keep), f"the {len(keep)} of its {len(ids)} held-out items found in {origin}"
 
 
 # ---------------------------------------------------------------------------

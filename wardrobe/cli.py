@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--compare", type=Path, help="a second model to compare against")
     p.add_argument("--run", type=Path, help="the training run directory (learning curves)")
+    p.add_argument(
+        "--wardrobe",
+        metavar="SOURCE",
+        help="a wardrobe (export zip, image folder or database URL): adds the 'Your wardrobe' section",
+    )
     p.add_argument("--out", type=Path, required=True, help="reports/<name>/")
     p.add_argument(
         "--fail-under",

@@ -307,12 +307,58 @@ async function load() {
       link = page.next;
     }
     recount();
+    await loadLearning();
     document.documentElement.dataset.ready = "true";
     performance.mark("wardrobe-ready");
   } catch (error) {
     if (error.status === 401) return; // the token form is showing; submitting it loads again
     $("#summary").textContent = `The wardrobe cannot be opened: ${error.message}`;
   }
+}
+
+// ---------------------------------------------------------------------------
+// Teaching the model: corrections waiting for a fine-tune, and an audit of confident items
+
+async function loadLearning() {
+  let learning;
+  try {
+    learning = await json(`${API}/learning`);
+  } catch (error) {
+    return; // an older server without /wardrobe/learning: the rest of the page works
+  }
+  const n = learning.waiting;
+  $("#learning-waiting").textContent =
+    `${n} correction${n === 1 ? "" : "s"} waiting to teach the model (${learning.corrected} in all; ` +
+    `serving model ${learning.model_sha256.slice(0, 12)}).`;
+  $("#learning-waiting").dataset.waiting = String(n);
+  $("#learning-commands").textContent = learning.commands.join("\n");
+  const list = $("#audit");
+  list.replaceChildren();
+  for (const item of learning.audit) {
+    const li = document.createElement("li");
+    li.dataset.id = item.id;
+    const img = Object.assign(document.createElement("img"), { alt: item.filename, width: 96, height: 96 });
+    img.className = "thumb";
+    img.dataset.src = item.thumbnail;
+    const text = Object.assign(document.createElement("p"), { textContent: `${item.predicted_label}?` });
+    const yes = Object.assign(document.createElement("button"), { type: "button", textContent: "Right" });
+    yes.setAttribute("aria-label", `${item.filename} is a ${item.predicted_label}: right`);
+    const fix = optionsFor({ ...item, shelf: UNSURE, label_source: "model" });
+    fix.setAttribute("aria-label", `${item.filename}: the right shelf`);
+    yes.addEventListener("click", () => audited(li, item.id, item.predicted_label));
+    fix.addEventListener("change", () => fix.value && audited(li, item.id, fix.value));
+    li.append(img, text, yes, fix);
+    list.append(li);
+    thumbnails.observe(img);
+  }
+  $("#audit-box").hidden = learning.audit.length === 0;
+  $("#learning").hidden = false;
+}
+
+async function audited(li, id, label) {
+  await move(id, label); // confirming is labelling: the item becomes the person's
+  li.remove();
+  if (!$("#audit").children.length) $("#audit-box").hidden = true;
 }
 
 $("#only-corrected").addEventListener("change", (event) => {
