@@ -183,7 +183,7 @@ class ModelSwitch:
     make_batcher: Callable[[Classifier], Batcher]
     canary_items: Callable[[Classifier], tuple[np.ndarray, list[str]] | None] = lambda _: None
     installable: bool = True
-    """False when the served file is a shipped model in models/ (WARDROBE_MODEL unset): never overwritten."""
+    """False when the served file is a shipped model in the repo's models/: never written to (nor beside)."""
     max_drop: float = CANARY_MAX_DROP
     grace_s: float = 30.0
     """A replaced model's batcher stays open this long for requests that took it just before the swap."""
@@ -312,7 +312,7 @@ class ModelSwitch:
                 await anyio.to_thread.run_sync(self._write_accepted, sha, "reload")
                 await anyio.to_thread.run_sync(_write_atomic, self.path, data)
                 self._seen = _signature(self.path)
-            elif not followed:  # the file was replaced under us: its predecessor lives on only in memory
+            elif not followed and self.installable:  # replaced under us: its predecessor lives on only in memory
                 await anyio.to_thread.run_sync(_write_atomic, self.previous_path, old_data)
             old = self._activate(classifier, data)
             entry = {"result": "swapped", "how": followed and "followed" or how, "model_sha256": sha,

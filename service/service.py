@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 from starlette.responses import Response
 
-from contract.runtime import Classifier, cuda_available, load_model
+from contract.runtime import SHIPPED_MODEL, Classifier, cuda_available, load_model
 from service.admission import BodyDeadline, ConnectionCap
 from service.batching import Batcher
 from service.models_swap import ModelOnReadyz, ModelSwitch, admin_app, wardrobe_items
@@ -73,7 +73,8 @@ class Wardrobe:
         # The served model, replaceable while serving (service/models_swap.py).
         self.models = ModelSwitch(
             first.info.path, load=self._load, make_batcher=self._batcher, canary_items=wardrobe_items(s.db),
-            installable=s.model is not None, on_swap=self._swapped, first=first,
+            installable=not first.info.path.resolve().is_relative_to(SHIPPED_MODEL.parent.resolve()),
+            on_swap=self._swapped, first=first,
         )  # fmt: skip
         self.ready = True
         log.info(

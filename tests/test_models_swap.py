@@ -199,3 +199,63 @@ def test_learning_counts_waiting_corrections_and_samples_confident_unchecked_ite
     assert commands("sqlite:////data/w.db")[0] == (
         "wardrobe train --config configs/finetune.toml --set data.wardrobe='sqlite:////data/w.db'"
     )
+
+
+def _switch(path: Path, **kw):
+    from service.batching import Batcher
+    from service.models_swap import ModelSwitch
+
+    def batcher(classifier):
+        return Batcher(classifier.probabilities, max_batch_size=8, max_latency_s=0)
+
+    return ModelSwitch(path, load=lambda p: load_model(p, device="cpu"), make_batcher=batcher, **kw)
+
+
+def test_a_request_in_flight_finishes_on_the_model_it_started_with(tiny_model_path, fmnist, tmp_path):
+    import asyncio
+
+    served = tmp_path / "served.onnx"
+    shutil.copyfile(tiny_model_path, served)
+    candidate = variant(tiny_model_path, tmp_path / "candidate.onnx", "next")
+    images = fmnist.test_images[:4].astype(np.float32)[:, None] / 255
+
+    async def scenario():
+        switch = _switch(served, grace_s=0.1)
+        old = switch.current
+        gate = threading.Event()
+        original = old.batcher.infer
+        old.batcher.infer = lambda x: (gate.wait(30), original(x))[1]  # the old model is mid-batch
+        in_flight = asyncio.create_task(old.submit(images))  # a request that took the old model
+        await asyncio.sleep(0.05)
+        result = await switch.reload(candidate)
+        assert switch.current is not old and old.in_flight == 1  # swapped while the request waits
+        gate.set()
+        answer = await in_flight
+        await asyncio.sleep(0.3)
+        return result, answer, old
+
+    result, answer, old = asyncio.run(scenario())
+    assert result["result"] == "swapped" and result["previous_sha256"] == old.sha256
+    assert answer.shape == (4, 10)
+    assert (tmp_path / "served.previous.onnx").read_bytes() == tiny_model_path.read_bytes()
+    assert served.read_bytes() == candidate.read_bytes()
+
+
+def test_a_shipped_model_is_never_overwritten(tiny_model_path, tmp_path):
+    import asyncio
+
+    from service.models_swap import SwapRefused
+
+    candidate = variant(tiny_model_path, tmp_path / "candidate.onnx", "next")
+
+    async def scenario():
+        switch = _switch(tiny_model_path, installable=False)
+        with pytest.raises(SwapRefused, match="a reload never overwrites; set WARDROBE_MODEL"):
+            await switch.reload(candidate)
+        with pytest.raises(SwapRefused, match="nothing to roll back to"):
+            await switch.rollback()
+
+    before = tiny_model_path.read_bytes()
+    asyncio.run(scenario())
+    assert tiny_model_path.read_bytes() == before
+    assert not tiny_model_path.with_name("tiny.previous.onnx").exists()
