@@ -102,7 +102,8 @@ GPU = Plan(
     device="cuda",
     overrides=('device="cuda"',),
     probe_overrides=("epochs=2", "patience=0"),
-    ddp_overrides=("epochs=1", "data.train_subset=256", "batch_size=256"),
+    # one optimizer step: a one-cycle schedule needs four, so the step runs at a constant rate
+    ddp_overrides=("epochs=1", "data.train_subset=256", "batch_size=256", 'schedule.name="constant"'),
     seconds_per_batch=1.5,
     min_calls=5,
     compile_backend="inductor",
@@ -118,7 +119,7 @@ DRY = Plan(
     device="cpu",
     overrides=('name="dry"', 'device="cpu"', *TINY),
     probe_overrides=None,  # choose_recipe has its own test; a probe would double the dry run's time
-    ddp_overrides=("data.train_subset=256",),
+    ddp_overrides=("data.train_subset=256", 'schedule.name="constant"'),
     seconds_per_batch=0.02,
     min_calls=2,
     compile_backend="eager",  # dynamo's capture without inductor's code generation: seconds, not minutes
