@@ -201,7 +201,8 @@ def test_a_worker_killed_mid_upload_or_mid_write_leaves_the_wardrobe_consistent(
                 break
         names = Counter(item.filename.rsplit("-", 1)[0] for item in items)
         assert "half.png" not in {item.filename for item in items}
-        assert names and set(names.values()) == {4}, names  # every upload whole, none half
+        # Every upload whole, none half (an upload retried after its answer was lost may be stored twice).
+        assert names and all(n % 4 == 0 for n in names.values()), names
         for item in items:
             assert store.thumbnail(item.id)[0] and store.model_input(item.id).shape == (28, 28)
     assert len(names) >= load.statuses["201"]  # each 201 stored; a retried drop may have landed twice
