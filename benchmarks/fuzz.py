@@ -4,7 +4,7 @@
 
 The CI run of that test sends a few hundred generated requests; this runs the
 same property (same strategies, same assertions: only 2xx/4xx, an answer within
-10 s, bounded peak memory) with `--examples` of them and records how many
+10 s, no request taking more than 64 MiB) with `--examples` of them and records how many
 cases ran, by status, how long it took and whether it passed.
 """
 
@@ -53,7 +53,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps({k: results[k] for k in ("cases", "statuses", "peak_rss_growth_mib", "passed", "seconds")}))
+    print(json.dumps({k: results[k] for k in ("cases", "statuses", "largest_request_memory_mib", "passed", "seconds")}))
     print(f"written to {args.out}")
     if result.returncode != 0:
         sys.exit(f"benchmarks.fuzz: the property failed:\n{result.stdout[-4000:]}")
