@@ -123,7 +123,10 @@ def demo(port: int = 3000) -> int:
         try:
             wait_ready(process, url)
             sample = os.path.relpath(SAMPLE) if SAMPLE.is_relative_to(Path.cwd()) else str(SAMPLE)
-            print(f"\nwardrobe is serving on {url} (Ctrl-C to stop). Classify a sample image:\n")
+            print(f"\nwardrobe is serving on {url} (Ctrl-C to stop).\n")
+            print(f"    Your wardrobe, in a browser:  {url}/")
+            print(f"    The API explorer:             {url}/docs\n")
+            print("Classify a sample image:\n")
             print(f"    curl -F images=@{shlex.quote(sample)} {url}/classify\n", flush=True)
             return process.wait()
         finally:

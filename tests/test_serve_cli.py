@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -39,7 +40,7 @@ def test_serve_with_a_missing_model_says_which_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_prints_a_curl_line_that_classifies_the_sample(tiny_model_path):
+def test_demo_prints_the_page_and_a_curl_line_that_classifies_the_sample(tiny_model_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -49,7 +50,12 @@ def test_demo_prints_a_curl_line_that_classifies_the_sample(tiny_model_path):
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:
-        curl = next(line.strip() for line in demo.stdout if line.strip().startswith("curl "))
+        seen = []
+        curl = next(line.strip() for line in demo.stdout if seen.append(line) or line.strip().startswith("curl "))
+        [page] = [line.split()[-1] for line in seen if "in a browser" in line]
+        assert page == f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(page, timeout=30) as response:
+            assert response.status == 200 and b"<title>Wardrobe</title>" in response.read()
         answer = subprocess.run(shlex.split(curl) + ["-sS", "--fail"], cwd=ROOT,
                                 capture_output=True, text=True, timeout=30)  # fmt: skip
         assert answer.returncode == 0, answer.stderr
