@@ -32,9 +32,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from contract.confidence import is_unsure, unsure_threshold
 from contract.preprocess import ACCEPTED_FORMATS
-from contract.runtime import top_k_predictions
 from contract.store import UNSURE, Item, ItemNotFound, NewItem, Store, database_url
 from contract.store.database import describe
 from contract.store.export import write_export
@@ -145,8 +143,9 @@ class WardrobeEndpoints:
 
     @staticmethod
     def _service():
+        """(batcher, classifier) of this worker's BentoML service instance."""
         service = bentoml.get_current_service()
-        return service.batcher, service.classes, service.classifier.info
+        return service.batcher, service.classifier
 
     # -- endpoints ---------------------------------------------------------
 
@@ -155,7 +154,7 @@ class WardrobeEndpoints:
             return await self._add(request)
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed(request, "GET, POST")
-        classes = self._service()[1]
+        classes = self._service()[1].classes
         try:
             shelf, corrected, limit, before = _listing_query(request, classes)
         except ClientError as exc:
@@ -170,17 +169,16 @@ class WardrobeEndpoints:
         upload: Upload | None = request.scope.get(SCOPE_KEY)
         if upload is None:  # only reachable if the gate was bypassed
             return _error(400, "no upload: send files in field 'images'")
-        batcher, classes, info = self._service()
+        batcher, classifier = self._service()
         store = await self.store()  # before classifying: a database that cannot open fails fast
         probabilities = await batcher.submit(upload.images)
-        threshold = unsure_threshold(info.metadata)
-        answers = top_k_predictions(probabilities, classes, self.settings.top_k, unsure_below=threshold)
+        answers = classifier.answers(probabilities, self.settings.top_k)  # as /classify answers
         crops = np.rint(upload.images[:, 0] * 255).astype(np.uint8)  # exactly the uint8 crops (x / 255)
         thumbs = await anyio.to_thread.run_sync(_thumbnails, upload.files, crops)
         new = [
             NewItem(filename=name, thumbnail=thumb, thumbnail_type=THUMBNAIL_TYPE, model_input=crop,
                     predicted_label=a["label"], confidence=a["confidence"], top_k=a["top_k"],
-                    unsure=is_unsure(a["confidence"], threshold), model_sha256=info.sha256)
+                    unsure=a["unsure"], model_sha256=classifier.info.sha256)
             for (name, _), thumb, crop, a in zip(upload.files, thumbs, crops, answers, strict=True)
         ]  # fmt: skip
         added = await anyio.to_thread.run_sync(store.add, new)
@@ -192,7 +190,7 @@ class WardrobeEndpoints:
             if request.method in ("GET", "HEAD"):
                 return JSONResponse(item_json(await self._run(Store.get, item_id)))
             if request.method == "PATCH":
-                label = await _label_from_body(request, self._service()[1])
+                label = await _label_from_body(request, self._service()[1].classes)
                 return JSONResponse(item_json(await self._run(Store.correct, item_id, label)))
             if request.method == "DELETE":
                 await self._run(Store.delete, item_id)
@@ -218,7 +216,8 @@ class WardrobeEndpoints:
     async def shelves(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed(request, "GET")
-        _, classes, info = self._service()
+        info = self._service()[1].info
+        classes = info.classes
         counts, corrected = await self._run(lambda s: (s.counts(), s.corrected_count()))
         shelves = [{"name": UNSURE, "title": "Not sure", "count": counts.get(UNSURE, 0)}]
         shelves += [{"name": c, "title": c, "count": counts.get(c, 0)} for c in classes]
@@ -226,7 +225,7 @@ class WardrobeEndpoints:
         shelves += [{"name": c, "title": c, "count": counts[c]} for c in others]
         return JSONResponse({
             "classes": list(classes), "shelves": shelves, "total": sum(counts.values()), "corrected": corrected,
-            "model": {"sha256": info.sha256, "unsure_threshold": unsure_threshold(info.metadata)},
+            "model": {"sha256": info.sha256, "unsure_threshold": info.unsure_threshold},
             "limits": {"max_files": self.settings.max_files, "max_file_bytes": self.settings.max_file_bytes,
                        "max_request_bytes": self.settings.max_request_bytes},
         })  # fmt: skip
@@ -234,7 +233,7 @@ class WardrobeEndpoints:
     async def export(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed(request, "GET")
-        classes = self._service()[1]
+        classes = self._service()[1].classes
         spool = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 - closed after streaming
         await self._run(lambda s: write_export(s.labelled_images(), classes, spool))
         spool.seek(0)

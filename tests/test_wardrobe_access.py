@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 
 import httpx
 import pytest
 from wardrobe_server import SAMPLES, client, wardrobe_server
 
-from contract.confidence import DEFAULT_UNSURE_THRESHOLD, is_unsure, unsure_threshold
 from service.access import is_loopback, listening_host
 
 TOKEN = "correct horse battery staple"
@@ -74,13 +72,3 @@ def test_the_listening_address_is_read_from_the_workers_socket():
 )  # fmt: skip
 def test_only_loopback_addresses_count_as_loopback(host, loopback):
     assert is_loopback(host) is loopback
-
-
-def test_the_unsure_threshold_comes_from_the_model_or_the_default(caplog):
-    assert unsure_threshold({}) == DEFAULT_UNSURE_THRESHOLD == 0.5
-    assert unsure_threshold({"unsure_threshold": "0.35"}) == 0.35
-    with caplog.at_level(logging.WARNING):
-        assert unsure_threshold({"unsure_threshold": "high"}) == DEFAULT_UNSURE_THRESHOLD
-        assert unsure_threshold({"unsure_threshold": "1.5"}) == DEFAULT_UNSURE_THRESHOLD
-    assert "unsure_threshold='high' is not a number in (0, 1)" in caplog.text
-    assert is_unsure(0.49, 0.5) and not is_unsure(0.5, 0.5)
