@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from browser import DESKTOP, PHONE, chromium, watched_page
 from PIL import Image
 from wardrobe_server import SAMPLES, wardrobe_server
 
-pytest.importorskip("playwright", reason="a dev dependency (make test installs it)")
+from benchmarks.browser import DESKTOP, PHONE, chromium, watched_page
+
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="chromium not installed (make tools)")
 
 HOSTILE = "<img src=x onerror=alert(1)>.png"

@@ -1,4 +1,4 @@
-"""Headless Chromium through Playwright, as the wardrobe's browser tests and benchmark drive it.
+"""Headless Chromium through Playwright, as the wardrobe page's tests and benchmark drive it.
 
 Debian's chromium, never Playwright's own download. Every request the page makes to a
 host other than the test server is recorded and blocked, and console errors are kept,
