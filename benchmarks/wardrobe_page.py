@@ -109,8 +109,14 @@ def open_once(browser, url: str) -> dict:
         _wait(page, "document.documentElement.dataset.thumbnailsPending === '0'")
         thumbs_ms = page.evaluate("performance.now()")
         cards = page.locator(".card").count()
+        timeline = page.evaluate(TIMELINE)
         assert watch.non_local == [] and watch.console_errors == [], (watch.non_local, watch.console_errors)
-    return {"ready_ms": round(ready_ms, 1), "visible_thumbnails_ms": round(thumbs_ms, 1), "cards": cards}
+    return {"ready_ms": round(ready_ms, 1), "visible_thumbnails_ms": round(thumbs_ms, 1), "cards": cards,
+            "requests": timeline}  # fmt: skip
+
+
+TIMELINE = """performance.getEntriesByType("resource").concat(performance.getEntriesByType("navigation"))
+  .map((e) => [e.name.replace(location.origin, "").slice(0, 40), Math.round(e.startTime), Math.round(e.responseEnd)])"""
 
 
 DROP = """([files]) => {
@@ -149,7 +155,10 @@ def correct_a_few(page) -> None:
     cards = page.locator("section.shelf:not(.unsure) .card")
     for index, label in ((0, "Shirt"), (3, "Coat")):
         if cards.count() > index:
-            cards.nth(index).locator("select.move").select_option(label)
+            move = cards.nth(index).locator("select.move")
+            move.scroll_into_view_if_needed()
+            move.focus()
+            move.select_option(label)
     _wait(page, "document.querySelectorAll('.card.corrected').length >= 1")
     _wait(page, "document.documentElement.dataset.thumbnailsPending === '0'")
     time.sleep(0.5)

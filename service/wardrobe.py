@@ -10,6 +10,7 @@ service/access.py; the endpoints are described in docs/wardrobe.md.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import logging
@@ -49,6 +50,8 @@ ITEMS = "/wardrobe/items"
 THUMBNAIL_SIZE = 256
 THUMBNAIL_TYPE = "image/webp"
 MAX_JSON_BYTES = 64 * 1024
+MAX_THUMBNAILS = 100
+"""Most thumbnails one GET /wardrobe/thumbnails answers."""
 PAGE_POLICY = (
     "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
@@ -79,7 +82,7 @@ def make_thumbnail(data: bytes) -> bytes:
         small = upright.convert("RGB")
         small.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
         out = io.BytesIO()
-        small.save(out, "WEBP", quality=80, method=4)
+        small.save(out, "WEBP", quality=80, method=0)  # the fastest encoder setting: a little larger files
         return out.getvalue()
 
 
@@ -213,6 +216,18 @@ class WardrobeEndpoints:
         # An id is never reused, so its thumbnail never changes.
         return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=31536000, immutable"})
 
+    async def thumbnails(self, request: Request) -> Response:
+        """Many thumbnails in one answer, as data: URLs: the page asks for every one in view at once."""
+        if request.method not in ("GET", "HEAD"):
+            return _method_not_allowed(request, "GET")
+        try:
+            ids = _id_list(request)
+        except ClientError as exc:
+            return _error(exc.status, exc.message)
+        found = await self._run(Store.thumbnails, ids)
+        urls = {str(i): f"data:{kind};base64,{base64.b64encode(data).decode()}" for i, (data, kind) in found.items()}
+        return JSONResponse({"thumbnails": urls, "missing": [i for i in ids if i not in found]})
+
     async def shelves(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed(request, "GET")
@@ -259,6 +274,19 @@ def _item_id(request: Request) -> int:
     if not raw.isdigit() or len(raw) > 18:
         raise ClientError(404, f"no wardrobe item with id {raw!r} (ids are whole numbers)")
     return int(raw)
+
+
+def _id_list(request: Request) -> list[int]:
+    unknown = sorted(set(request.query_params) - {"ids"})
+    if unknown:
+        raise ClientError(400, f"unknown query parameter(s) {unknown}; use ids")
+    raw = request.query_params.get("ids", "")
+    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and len(p) <= 18 for p in parts):
+        raise ClientError(400, f"ids must be item ids separated by commas, got {raw[:60]!r}")
+    if len(parts) > MAX_THUMBNAILS:
+        raise ClientError(400, f"at most {MAX_THUMBNAILS} ids per request, got {len(parts)}")
+    return list(dict.fromkeys(int(p) for p in parts))
 
 
 def _listing_query(request: Request, classes: tuple[str, ...]) -> tuple[str | None, bool | None, int, int | None]:
@@ -328,6 +356,7 @@ def wardrobe_app(settings: Settings) -> Starlette:
         Route(ITEMS, endpoints.items, methods=every),
         Route(ITEMS + "/{item_id}", endpoints.item, methods=every),
         Route(ITEMS + "/{item_id}/thumbnail", endpoints.thumbnail, methods=every),
+        Route("/wardrobe/thumbnails", endpoints.thumbnails, methods=every),
         Route("/wardrobe/shelves", endpoints.shelves, methods=every),
         Route("/wardrobe/export", endpoints.export, methods=every),
         # Corrections waiting for a fine-tune, its commands, an audit sample (service/learning.py).

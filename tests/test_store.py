@@ -64,6 +64,13 @@ def test_a_stored_item_keeps_what_the_model_said_and_the_exact_input(store):
     assert store.thumbnail(added.id) == (b"RIFF-thumb-3", "image/webp")
 
 
+def test_many_thumbnails_come_in_one_read_and_unknown_ids_are_left_out(store):
+    first, second = store.add([_new(seed=1), _new(seed=2)])
+    assert store.thumbnails([second.id, 999, first.id]) == {
+        first.id: (b"RIFF-thumb-1", "image/webp"), second.id: (b"RIFF-thumb-2", "image/webp")}  # fmt: skip
+    assert store.thumbnails([]) == {}
+
+
 def test_a_correction_wins_and_can_be_taken_back(store):
     [item] = store.add([_new("Shirt")])
     corrected = store.correct(item.id, "T-shirt/top")

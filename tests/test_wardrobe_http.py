@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import zipfile
 
@@ -112,6 +113,15 @@ def test_the_thumbnail_is_a_small_upright_webp(http):
     assert thumbnail.format == "WEBP" and thumbnail.size == (128, 256)
 
 
+def test_the_thumbnails_in_view_come_in_one_request_as_data_urls(http):
+    added = http.post("/wardrobe/items", files=[_sample("sneaker.png"), _sample("trouser.png")]).json()
+    ids = [i["id"] for i in added]
+    answer = http.get("/wardrobe/thumbnails", params={"ids": f"{ids[0]},999999,{ids[1]}"}).json()
+    assert answer["missing"] == [999999] and sorted(answer["thumbnails"]) == sorted(map(str, ids))
+    single = http.get(added[0]["thumbnail"]).content
+    assert answer["thumbnails"][str(ids[0])] == "data:image/webp;base64," + base64.b64encode(single).decode()
+
+
 def test_the_export_reads_back_with_the_contract_reader_and_the_person_wins(http):
     added = http.post("/wardrobe/items", files=[_sample("sneaker.png"), _sample("trouser.png")]).json()
     http.patch(f"/wardrobe/items/{added[0]['id']}", json={"label": "Bag"})
@@ -188,6 +198,9 @@ def test_uploads_get_the_same_4xx_as_classify(http, request_kwargs, status, mess
         ("GET", "/wardrobe/items?corrected=maybe", None, 400, "corrected must be true or false, got 'maybe'"),
         ("GET", "/wardrobe/items?colour=red", None, 400, "unknown query parameter(s) ['colour']"),
         ("GET", "/wardrobe/nothing", None, 404, "no such wardrobe endpoint: /wardrobe/nothing"),
+        ("GET", "/wardrobe/thumbnails?ids=1,x", None, 400, "ids must be item ids separated by commas, got '1,x'"),
+        ("GET", "/wardrobe/thumbnails", None, 400, "ids must be item ids separated by commas, got ''"),
+        ("GET", "/wardrobe/thumbnails?ids=" + ",".join(map(str, range(1, 102))), None, 400, "at most 100 ids"),
     ],
 )
 def test_bad_requests_get_a_4xx_naming_what_is_wrong(http, method, path, body, status, message):

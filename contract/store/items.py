@@ -205,6 +205,14 @@ class Store:
             raise ItemNotFound(item_id)
         return row.thumbnail, row.thumbnail_type
 
+    def thumbnails(self, item_ids: Sequence[int]) -> dict[int, tuple[bytes, str]]:
+        """{id: (image bytes, media type)} for those of `item_ids` that exist, in one query."""
+        if not item_ids:
+            return {}
+        query = sa.select(items.c.id, items.c.thumbnail, items.c.thumbnail_type).where(items.c.id.in_(item_ids))
+        with self.engine.connect() as connection:
+            return {row.id: (row.thumbnail, row.thumbnail_type) for row in connection.execute(query)}
+
     def model_input(self, item_id: int) -> np.ndarray:
         """The exact 28×28 uint8 crop the model classified."""
         with self.engine.connect() as connection:

@@ -5,7 +5,9 @@
 const API = "/wardrobe";
 const BATCH_FILES = 16; // photos per upload request
 const PARALLEL_UPLOADS = 2; // requests in flight at once
-const PARALLEL_THUMBNAILS = 6;
+const PARALLEL_THUMBNAILS = 2; // thumbnail requests in flight
+const THUMBNAILS_PER_REQUEST = 60;
+const FIRST_PAGE = 120; // items in the first listing request
 const MAX_SIDE = 1024; // photos are downsized in the browser to this longest side before upload
 const SMALL_FILE = 256 * 1024; // smaller files go as they are (e.g. 28×28 crops must stay exact)
 const IMAGE_NAME = /\.(jpe?g|png|webp|gif|bmp|tiff?|heic|heif|avif)$/i;
@@ -135,19 +137,27 @@ function ensureShelf(name) {
   return state.shelves.get(name);
 }
 
-let moveOptions = null; // one <select>'s options, cloned into every card
+let moveOptions = null; // the shelves as <option>s, cloned into a card's select when it is used
 
 function optionsFor(item) {
+  // Only the placeholder at first: a thousand cards × eleven options would be most of the page.
+  const select = document.createElement("select");
+  const here = new Option(item.shelf === UNSURE ? "Choose…" : "Move to…", "");
+  here.selected = true;
+  select.append(here);
+  select.dataset.undo = item.label_source === "person" ? item.predicted_label : "";
+  return select;
+}
+
+function fillMoveOptions(event) {
+  const select = event.target.closest?.("select.move");
+  if (!select || select.options.length > 1) return;
   if (!moveOptions) {
     moveOptions = document.createDocumentFragment();
     for (const label of state.classes) moveOptions.append(new Option(label, label));
   }
-  const select = document.createElement("select");
-  const here = new Option(item.shelf === UNSURE ? "Choose…" : "Move to…", "");
-  here.selected = true;
-  select.append(here, moveOptions.cloneNode(true));
-  if (item.label_source === "person") select.append(new Option(`Back to the model's choice (${item.predicted_label})`, "model"));
-  return select;
+  select.append(moveOptions.cloneNode(true));
+  if (select.dataset.undo) select.append(new Option(`Back to the model's choice (${select.dataset.undo})`, "model"));
 }
 
 function fillCard(card, item) {
@@ -169,7 +179,7 @@ function fillCard(card, item) {
 function makeCard(item) {
   const card = $("#card-template").content.firstElementChild.cloneNode(true);
   fillCard(card, item);
-  card.querySelector(".thumb").dataset.src = item.thumbnail;
+  card.querySelector(".thumb").dataset.id = item.id;
   thumbnails.observe(card.querySelector(".thumb"));
   card.addEventListener("dragstart", (event) => {
     event.dataTransfer.setData("application/x-wardrobe-item", String(item.id));
@@ -177,6 +187,9 @@ function makeCard(item) {
     card.classList.add("dragging");
   });
   card.addEventListener("dragend", () => card.classList.remove("dragging"));
+  // Before a select opens (mouse, touch) or is used from the keyboard, it gets its options.
+  card.addEventListener("pointerdown", fillMoveOptions, true);
+  card.addEventListener("focusin", fillMoveOptions);
   card.addEventListener("change", (event) => {
     const value = event.target.value;
     if (value) move(item.id, value === "model" ? null : value);
@@ -247,38 +260,56 @@ async function remove(id) {
   (next?.querySelector(".move") || $("#shelves")).focus();
 }
 
-// Thumbnails load when they scroll into view, a few at a time, with the token if there is one.
+// Thumbnails load when they scroll into view: those in view at once come in one request
+// (GET /wardrobe/thumbnails?ids=...), a couple of requests at a time.
 const thumbnails = (() => {
-  const waiting = [];
-  let loading = 0;
+  const waiting = new Map(); // item id -> <img>
+  let loading = 0; // images asked for and not answered yet
+  let requests = 0;
+  let scheduled = false;
+  const pending = () => {
+    document.documentElement.dataset.thumbnailsPending = String(waiting.size + loading);
+  };
   const pump = () => {
-    while (loading < PARALLEL_THUMBNAILS && waiting.length) {
-      const img = waiting.shift();
-      if (!img.isConnected) continue;
-      loading += 1;
-      api(img.dataset.src)
-        .then((response) => response.blob())
-        .then((blob) => {
-          img.src = URL.createObjectURL(blob);
-          img.classList.add("loaded");
-        })
-        .catch(() => img.classList.add("failed"))
+    scheduled = false;
+    while (requests < PARALLEL_THUMBNAILS && waiting.size) {
+      const batch = [...waiting.entries()].slice(0, THUMBNAILS_PER_REQUEST);
+      for (const [id] of batch) waiting.delete(id);
+      loading += batch.length;
+      requests += 1;
+      json(`${API}/thumbnails?ids=${batch.map(([id]) => id).join(",")}`)
+        .then((answer) =>
+          Promise.all(
+            batch.map(([id, img]) => {
+              const url = answer.thumbnails[id];
+              if (!url) return img.classList.add("failed");
+              img.src = url;
+              return img.decode().then(() => img.classList.add("loaded"), () => img.classList.add("failed"));
+            }),
+          ),
+        )
+        .catch(() => batch.forEach(([, img]) => img.classList.add("failed")))
         .finally(() => {
-          loading -= 1;
-          document.documentElement.dataset.thumbnailsPending = String(waiting.length + loading);
+          loading -= batch.length;
+          requests -= 1;
+          pending();
           pump();
         });
     }
+    pending();
   };
   const observer = new IntersectionObserver(
     (entries) => {
       for (const entry of entries) {
         if (!entry.isIntersecting) continue;
         observer.unobserve(entry.target);
-        waiting.push(entry.target);
+        waiting.set(entry.target.dataset.id, entry.target);
       }
-      document.documentElement.dataset.thumbnailsPending = String(waiting.length + loading);
-      pump();
+      pending();
+      if (!scheduled) {
+        scheduled = true;
+        setTimeout(pump, 0); // gather everything that came into view together
+      }
     },
     { rootMargin: "300px" },
   );
@@ -286,7 +317,7 @@ const thumbnails = (() => {
     observe: (img) => observer.observe(img),
     forget: (img) => {
       observer.unobserve(img);
-      if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+      waiting.delete(img.dataset.id);
     },
   };
 })();
@@ -296,18 +327,23 @@ const thumbnails = (() => {
 
 async function load() {
   try {
+    const first = json(`${API}/items?limit=${FIRST_PAGE}`); // asked for together with the shelves
+    first.catch(() => {}); // (its error, if any, is seen where it is awaited below)
     const summary = await json(`${API}/shelves`);
+    const learning = loadLearning();
     state.classes = summary.classes;
     state.limits = summary.limits;
     buildShelves(summary.shelves);
-    let link = `${API}/items?limit=1000`;
-    while (link) {
-      const page = await json(link);
+    // A small first page (the newest, near the top of each shelf) shows, and starts its
+    // thumbnails, while the rest is still on its way.
+    let page = await first;
+    for (;;) {
       for (const item of page.items) place(item, { atTop: false });
-      link = page.next;
+      recount();
+      if (!page.next) break;
+      page = await json(page.next.replace(`limit=${FIRST_PAGE}`, "limit=1000"));
     }
-    recount();
-    await loadLearning();
+    await learning; // (its own errors are its own: see loadLearning)
     document.documentElement.dataset.ready = "true";
     performance.mark("wardrobe-ready");
   } catch (error) {
@@ -334,16 +370,19 @@ async function loadLearning() {
   $("#learning-commands").textContent = learning.commands.join("\n");
   const list = $("#audit");
   list.replaceChildren();
+  list.onfocusin = fillMoveOptions; // the selects get their options on first use, as on the cards
+  list.onpointerdown = fillMoveOptions;
   for (const item of learning.audit) {
     const li = document.createElement("li");
     li.dataset.id = item.id;
     const img = Object.assign(document.createElement("img"), { alt: item.filename, width: 96, height: 96 });
     img.className = "thumb";
-    img.dataset.src = item.thumbnail;
+    img.dataset.id = item.id;
     const text = Object.assign(document.createElement("p"), { textContent: `${item.predicted_label}?` });
     const yes = Object.assign(document.createElement("button"), { type: "button", textContent: "Right" });
     yes.setAttribute("aria-label", `${item.filename} is a ${item.predicted_label}: right`);
     const fix = optionsFor({ ...item, shelf: UNSURE, label_source: "model" });
+    fix.className = "move";
     fix.setAttribute("aria-label", `${item.filename}: the right shelf`);
     yes.addEventListener("click", () => audited(li, item.id, item.predicted_label));
     fix.addEventListener("change", () => fix.value && audited(li, item.id, fix.value));
