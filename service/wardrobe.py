@@ -145,10 +145,9 @@ class WardrobeEndpoints:
         return await anyio.to_thread.run_sync(lambda: function(store, *args))
 
     @staticmethod
-    def _service():
-        """(batcher, classifier) of this worker's BentoML service instance."""
-        service = bentoml.get_current_service()
-        return service.batcher, service.classifier
+    def _model():
+        """The model this worker serves now (service/models_swap.py): a request keeps the one it took."""
+        return bentoml.get_current_service().models.current
 
     # -- endpoints ---------------------------------------------------------
 
@@ -157,7 +156,7 @@ class WardrobeEndpoints:
             return await self._add(request)
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed(request, "GET, POST")
-        classes = self._service()[1].classes
+        classes = self._model().classes
         try:
             shelf, corrected, limit, before = _listing_query(request, classes)
         except ClientError as exc:
@@ -172,16 +171,16 @@ class WardrobeEndpoints:
         upload: Upload | None = request.scope.get(SCOPE_KEY)
         if upload is None:  # only reachable if the gate was bypassed
             return _error(400, "no upload: send files in field 'images'")
-        batcher, classifier = self._service()
+        served = self._model()
         store = await self.store()  # before classifying: a database that cannot open fails fast
-        probabilities = await batcher.submit(upload.images)
-        answers = classifier.answers(probabilities, self.settings.top_k)  # as /classify answers
+        probabilities = await served.submit(upload.images)
+        answers = served.classifier.answers(probabilities, self.settings.top_k)  # as /classify answers
         crops = np.rint(upload.images[:, 0] * 255).astype(np.uint8)  # exactly the uint8 crops (x / 255)
         thumbs = await anyio.to_thread.run_sync(_thumbnails, upload.files, crops)
         new = [
             NewItem(filename=name, thumbnail=thumb, thumbnail_type=THUMBNAIL_TYPE, model_input=crop,
                     predicted_label=a["label"], confidence=a["confidence"], top_k=a["top_k"],
-                    unsure=a["unsure"], model_sha256=classifier.info.sha256)
+                    unsure=a["unsure"], model_sha256=served.classifier.info.sha256)
             for (name, _), thumb, crop, a in zip(upload.files, thumbs, crops, answers, strict=True)
         ]  # fmt: skip
         added = await anyio.to_thread.run_sync(store.add, new)
@@ -193,7 +192,7 @@ class WardrobeEndpoints:
             if request.method in ("GET", "HEAD"):
                 return JSONResponse(item_json(await self._run(Store.get, item_id)))
             if request.method == "PATCH":
-                label = await _label_from_body(request, self._service()[1].classes)
+                label = await _label_from_body(request, self._model().classes)
                 return JSONResponse(item_json(await self._run(Store.correct, item_id, label)))
             if request.method == "DELETE":
                 await self._run(Store.delete, item_id)
@@ -231,7 +230,7 @@ class WardrobeEndpoints:
     async def shelves(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed(request, "GET")
-        info = self._service()[1].info
+        info = self._model().classifier.info
         classes = info.classes
         counts, corrected = await self._run(lambda s: (s.counts(), s.corrected_count()))
         shelves = [{"name": UNSURE, "title": "Not sure", "count": counts.get(UNSURE, 0)}]
@@ -248,7 +247,7 @@ class WardrobeEndpoints:
     async def export(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed(request, "GET")
-        classes = self._service()[1].classes
+        classes = self._model().classes
         spool = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 - closed after streaming
         await self._run(lambda s: write_export(s.labelled_images(), classes, spool))
         spool.seek(0)
@@ -347,7 +346,7 @@ def wardrobe_app(settings: Settings) -> Starlette:
     """The page, the explorer and the wardrobe endpoints, to mount at / in the BentoML service."""
     endpoints = WardrobeEndpoints(settings)
     learning_handler = partial(learning, endpoints=endpoints, item_json=item_json,
-                               current_model=lambda: WardrobeEndpoints._service()[2])  # fmt: skip
+                               current_model=lambda: WardrobeEndpoints._model().classifier.info)  # fmt: skip
     every = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]  # each handler answers 405 in JSON itself
     routes = [
         Route("/", _page, methods=["GET", "HEAD"]),
