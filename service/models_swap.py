@@ -432,7 +432,8 @@ def admin_app(token: str, switch: Callable[[], ModelSwitch]) -> Starlette:
 
 
 class ModelOnReadyz:
-    """/readyz answers, when ready, `{"ready": true, "model_sha256": ...}` instead of BentoML's empty body."""
+    """/readyz answers, when ready, `{"ready": true, "model": path, "model_sha256": ...}` instead of
+    BentoML's empty body: which file is being served."""
 
     def __init__(self, app: ASGIApp, *, switch: Callable[[], ModelSwitch | None]):
         self.app = app
@@ -454,5 +455,10 @@ class ModelOnReadyz:
         await self.app(scope, receive, capture)
         switch = self.switch()
         if status and status[0] == 200:
-            body = {"ready": True, "model_sha256": switch.current.sha256 if switch else None}
+            served = switch.current if switch else None
+            body = {
+                "ready": True,
+                "model": str(served.classifier.info.path) if served else None,
+                "model_sha256": served.sha256 if served else None,
+            }
             await JSONResponse(body)(scope, receive, send)

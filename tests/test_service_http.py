@@ -328,9 +328,12 @@ def test_beyond_the_queue_bound_is_a_503_with_retry_after(server):
     _good(server)
 
 
-def test_ready_and_metrics_show_batches_and_predictions(server):
+def test_ready_and_metrics_show_batches_and_predictions(server, tiny_model_path):
     _good(server)
-    assert httpx.get(f"{server}/readyz", timeout=10).status_code == 200
+    ready = httpx.get(f"{server}/readyz", timeout=10)
+    assert ready.status_code == 200
+    assert ready.json()["model"] == str(tiny_model_path)  # which file is served, by name
+    assert ready.json()["model_sha256"] == load_model(tiny_model_path).info.sha256
     text = httpx.get(f"{server}/metrics", timeout=10).text
     assert 'wardrobe_batch_size_bucket{le="1.0"}' in text
     assert re.search(r'^wardrobe_predictions_total\{label="[^"]+"\} [1-9]', text, re.M)
