@@ -105,6 +105,21 @@ def _draft_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
     return max(1, -(-size[0] * longest // side)), max(1, -(-size[1] * longest // side))
 
 
+_REDUCIBLE = ("L", "LA", "RGB", "RGBA", "CMYK")
+"""Modes whose box average is the average of what they show (LA/RGBA: Pillow premultiplies)."""
+
+
+def _reduced(image: Image.Image, factor: int) -> Image.Image:
+    """Box-reduce by an integer factor, keeping what later steps read: format, EXIF orientation."""
+    exif = image.getexif()  # read first: TIFF keeps its orientation in tags, not in info
+    reduced = image.reduce(factor)
+    reduced.info = dict(image.info)
+    if exif:
+        reduced.info["exif"] = exif.tobytes()
+    reduced.format = image.format
+    return reduced
+
+
 def decode_image(
     data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, longest_side: int | None = DECODE_SIZE
 ) -> Image.Image:
@@ -144,21 +159,6 @@ def decode_image(
     if longest_side and image.mode in _REDUCIBLE and max(image.size) >= 2 * longest_side:
         image = _reduced(image, max(image.size) // longest_side)
     return image
-
-
-_REDUCIBLE = ("L", "LA", "RGB", "RGBA", "CMYK")
-"""Modes whose box average is the average of what they show (LA/RGBA: Pillow premultiplies)."""
-
-
-def _reduced(image: Image.Image, factor: int) -> Image.Image:
-    """Box-reduce by an integer factor, keeping what later steps read: format, EXIF orientation."""
-    exif = image.getexif()  # read first: TIFF keeps its orientation in tags, not in info
-    reduced = image.reduce(factor)
-    reduced.info = dict(image.info)
-    if exif:
-        reduced.info["exif"] = exif.tobytes()
-    reduced.format = image.format
-    return reduced
 
 
 def load_image_file(

@@ -222,6 +222,14 @@ def test_a_12_mp_jpeg_decodes_at_one_eighth_scale_in_the_dct():
     assert decode_image(data, longest_side=1000).size == (1008, 756)
 
 
+@pytest.mark.parametrize("mode", ["RGB", "CMYK", "L"])
+def test_jpeg_of_every_mode_decodes_at_reduced_scale_to_the_same_crop(mode):
+    data = encode(product_photo(2000, 1500).convert(mode), "JPEG", quality=90)
+    reduced, full = decode_image(data), decode_image(data, longest_side=None)
+    assert reduced.size == (500, 375) and reduced.mode == mode  # 1/4 scale: 1/8 would be under 280
+    assert mean_difference(to_fashion_mnist(reduced), to_fashion_mnist(full)) < 3
+
+
 def test_a_heic_is_decoded_from_its_pixels_not_its_thumbnail():
     # An iPhone-like 320-px thumbnail is big enough, but moved crops (see contract/preprocess.py).
     with_thumbnail = encode(product_photo(800, 600), "HEIF", quality=50, thumbnails=[320])
