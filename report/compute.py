@@ -53,6 +53,7 @@ class ReportSettings:
     baseline_model: Path | None = field(default_factory=lambda: REPO / "models" / "mlp.onnx")
     """The pinned baseline for the corruption error (mCE); skipped when the file is missing."""
     ablation: Path | None = field(default_factory=lambda: REPO / "benchmarks" / "results" / "ablation.json")
+    ablation_cnn: Path | None = field(default_factory=lambda: REPO / "benchmarks" / "results" / "ablation-cnn.json")
     threads: int | None = None
     progress: bool = True
 
@@ -199,6 +200,7 @@ def compute(ctx: Context, s: ReportSettings, stages: Stages) -> tuple[dict, Figu
         r["wardrobe"] = _wardrobe_section(model, ctx.compare, *ctx.wardrobe, classes, s, fig)
     stages.done("wardrobe")
     r["ablation"] = story.ablation_section(s.ablation)
+    r["ablation_cnn"] = story.ablation_section(s.ablation_cnn)
     r["provenance"] = {
         "model_path": str(model.info.path),
         "model_sha256": model.info.sha256,

@@ -263,7 +263,7 @@ def without_optional_parts(report: dict) -> dict:
     --compare, --run, ablation, baseline or a reachable accuracy target: the template's other branches."""
     report = copy.deepcopy(report)
     report["model"].update(temperature=None, unsure_threshold=None, run=None)
-    report["comparison"] = report["ablation"] = None
+    report["comparison"] = report["ablation"] = report["ablation_cnn"] = None
     report["robustness"].update(mce=None, relative_mce=None)
     for row in report["robustness"]["rows"]:
         for key in ("ce", "relative_ce", "baseline_accuracy"):
@@ -324,7 +324,7 @@ def test_fail_under_exits_non_zero_when_a_threshold_is_missed(models, tmp_path, 
     tiny = ReportSettings(
         **{**SMALL, "limit": 100, "robustness_images": 20, "photo_images": 4},
         baseline_model=None,
-        ablation=None,
+        ablation=None, ablation_cnn=None,
     )
     assert cli.run_report(args, tiny) == cli.GATE_FAILED
     assert "gate failed: accuracy = " in capsys.readouterr().err
@@ -429,7 +429,7 @@ def test_the_report_validates_on_the_split_the_model_records(other_split_model, 
     settings = ReportSettings(
         **{**SMALL, "limit": 100, "val_limit": None, "robustness_images": 10, "photo_images": 0},
         baseline_model=None,
-        ablation=None,
+        ablation=None, ablation_cnn=None,
     )
     report = cli.write_report(make_args(other_split_model, tmp_path / "r"), settings)
     split = stratified_split(fmnist.train_labels, val_size=3000, seed=7)
@@ -450,7 +450,7 @@ def test_the_report_validates_on_the_split_the_model_records(other_split_model, 
 )
 def test_a_model_with_a_bad_or_missing_recorded_split_is_a_clear_error(config, message, fmnist, tmp_path):
     odd = centroid_model(tmp_path / "odd.onnx", fmnist.train_images[:1000], fmnist.train_labels[:1000], 0.8, config)
-    settings = ReportSettings(**SMALL, baseline_model=None, ablation=None)
+    settings = ReportSettings(**SMALL, baseline_model=None, ablation=None, ablation_cnn=None)
     with pytest.raises(ValueError, match=rf"odd\.onnx: {re.escape(message)}"):
         cli.run_report(make_args(odd, tmp_path / "r"), settings)
     assert not (tmp_path / "r").exists()
