@@ -106,8 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         "command": "nice -n 10 python -m benchmarks.finetune " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), CPU",
         "note": args.note,
-        "config": record["config"],
-        "wardrobe": record["wardrobe"] | {"held_out_ids": len(record["wardrobe"]["held_out_ids"])},
+        "config": record["config"] | {"out_dir": "(temporary)",
+                                      "data": record["config"]["data"] | {"wardrobe": "(temporary export)"}},
+        # Paths as the repo sees them: the export was a temporary file, the base is the shipped one.
+        "wardrobe": record["wardrobe"] | {
+            "held_out_ids": len(record["wardrobe"]["held_out_ids"]),
+            "source": "the simulated wardrobe's export (temporary)",
+            "base": str(Path(record["wardrobe"]["base"]).resolve().relative_to(REPO)),
+        },
         "held_out": held,
         "unseen_style_eval": style | {"garments": len(eval_idx)},
         "fashion_mnist_test": test,

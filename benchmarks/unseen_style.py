@@ -111,8 +111,8 @@ def write_folder(out: Path, n: int, seed: int, data_dir: Path | None = None) -> 
     data = load(data_dir)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(data.test_labels))
-    picks = [i for c in range(len(CLASSES)) for i in order[data.test_labels[order] == c][: -(-n // len(CLASSES))]]
-    picks = sorted(picks, key=lambda i: (i % 7, i))[:n]
+    per_class = -(-n // len(CLASSES))
+    picks = [int(i) for c in range(len(CLASSES)) for i in order[data.test_labels[order] == c][:per_class]][:n]
     written = []
     for i, jpeg in zip(picks, unseen_style_set(data.test_images[picks], seed), strict=True):
         path = Path(out) / CLASSES[data.test_labels[i]].replace("/", "_") / f"test-{i:05d}.jpg"

@@ -93,8 +93,8 @@ def test_an_epoch_mixes_replay_with_oversampled_own_items_only(fmnist):
     cfg = load_config(FINETUNE, ['data.wardrobe="w.zip"', "finetune.replay=300", "finetune.own_share=0.4"])
     own = make_items(fmnist, per_class=3)
     pool = (fmnist.train_images[:1000], fmnist.train_labels[:1000])
-    images, labels, n_own = epoch_data(own, pool, cfg, epoch=0)
-    assert n_own == 200 and len(images) == 500  # 0.4 of the epoch
+    images, labels, is_own = epoch_data(own, pool, cfg, epoch=0)
+    assert is_own.sum() == 200 and len(images) == 500 and not is_own[:300].any()  # 0.4 of the epoch
     own_part = images[300:]
     counts = [int(np.all(own_part == own.images[i], axis=(1, 2)).sum()) for i in range(len(own))]
     assert min(counts) >= 6 and max(counts) - min(counts) <= 1  # every item about equally often

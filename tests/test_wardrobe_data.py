@@ -37,8 +37,11 @@ def test_export_round_trip_keeps_every_item(fmnist, tmp_path):
 
 
 def test_writing_the_same_items_twice_gives_the_same_bytes(fmnist, tmp_path):
+    import time
+
     items = make_items(fmnist, per_class=2)
     write_export(as_records(items), tmp_path / "a.zip")
+    time.sleep(2.1)  # zip time stamps have a 2-second resolution: "now" would differ by now
     write_export(as_records(items), tmp_path / "b.zip")
     assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
 

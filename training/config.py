@@ -124,6 +124,9 @@ class FinetuneConfig:
     """Share of each epoch made of the person's items, repeated (oversampled) to reach it."""
     freeze_batchnorm: bool = True
     """Keep the base model's BatchNorm statistics: a few hundred photos should not move them."""
+    distill: float = 0.0
+    """Weight of distillation on the replay images: there the model is also pulled toward the start
+    model's own answers (Learning without Forgetting), so it forgets less of Fashion-MNIST (0 = off)."""
 
     def __post_init__(self) -> None:
         if self.labels not in ("person", "all"):
@@ -136,6 +139,8 @@ class FinetuneConfig:
             )
         if self.replay < 0:
             raise ConfigError(f"finetune.replay must be >= 0, got {self.replay!r}")
+        if self.distill < 0:
+            raise ConfigError(f"finetune.distill must be >= 0, got {self.distill!r}")
         if not 0 < self.own_share <= 1:
             raise ConfigError(f"finetune.own_share must be in (0, 1], got {self.own_share!r}")
 

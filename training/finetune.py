@@ -12,6 +12,7 @@ items and the Fashion-MNIST test set before and after. Run it as
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import time
@@ -48,13 +49,26 @@ def set_train_mode(model: nn.Module, freeze_batchnorm: bool) -> None:
                 m.eval()
 
 
-def finetune_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, device, epoch: int):
+OWN = 10
+"""The person's items travel through the loader labelled class + OWN, so each batch knows which
+of its images are Fashion-MNIST replay (distilled) and which are the person's (not)."""
+
+
+def finetune_one_epoch(model, teacher, loader, optimizer, scheduler, cfg: TrainConfig, device, epoch: int):
     set_train_mode(model, cfg.finetune.freeze_batchnorm)
     loss_sum = correct = seen = 0.0
-    for x, y in tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=30.0):
-        x, y = x.to(device), y.to(device)
+    for x, tagged in tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=30.0):
+        x, tagged = x.to(device), tagged.to(device)
+        y, replay = tagged % OWN, tagged < OWN
         logits = model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=cfg.optim.label_smoothing)
+        if teacher is not None and replay.any():
+            # Learning without Forgetting (Li & Hoiem 2016): on replay images, stay close to what
+            # the start model answered, not only to the label; weighted by the replay share.
+            with torch.no_grad():
+                target = F.softmax(teacher(x[replay]), dim=1)
+            drift = F.kl_div(F.log_softmax(logits[replay], dim=1), target, reduction="batchmean")
+            loss = loss + cfg.finetune.distill * drift * replay.float().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -124,7 +138,8 @@ def label_issues(items: wardrobe_data.WardrobeItems, probabilities: np.ndarray, 
 
 def epoch_data(own: wardrobe_data.WardrobeItems, replay_pool: tuple[np.ndarray, np.ndarray], cfg, epoch: int):
     """One epoch's images: `replay` fresh Fashion-MNIST images plus the person's own-train items,
-    repeated (each about equally often) until they make up `own_share` of the epoch."""
+    repeated (each about equally often) until they make up `own_share` of the epoch; and which of
+    them are the person's."""
     f = cfg.finetune
     rng = np.random.default_rng([cfg.seed, epoch])
     pool_images, pool_labels = replay_pool
@@ -135,7 +150,7 @@ def epoch_data(own: wardrobe_data.WardrobeItems, replay_pool: tuple[np.ndarray, 
     own_idx = np.concatenate([rng.permutation(len(own)) for _ in range(repeats)])[:n_own]
     images = np.concatenate([pool_images[replay], own.images[own_idx]])
     labels = np.concatenate([pool_labels[replay], own.labels[own_idx]])
-    return images, labels, n_own
+    return images, labels, np.arange(len(labels)) >= len(replay)
 
 
 def _freeze(cfg: TrainConfig) -> wardrobe_data.Snapshot:
@@ -243,22 +258,27 @@ def main(cfg: TrainConfig, run_dir: Path | None = None, data_dir: str | None = N
     before = measure(model, held, ds, device, cfg.tta_flip)
     pool = (ds.train_images[split.train_indices], ds.train_labels[split.train_indices])
     val_loader = TensorBatchLoader(ds.train_images[split.val_indices], ds.train_labels[split.val_indices], 1000, device)
-    images, labels, n_own = epoch_data(own, pool, cfg, 0)
+    images, labels, is_own = epoch_data(own, pool, cfg, 0)
     steps = len(labels) // cfg.batch_size
     if steps == 0:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than an epoch's {len(labels)} images")
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, steps)
-    log.info(f"each epoch: {len(labels) - n_own} Fashion-MNIST replay + {n_own} own-train (oversampled) images")
+    teacher = copy.deepcopy(model).eval().requires_grad_(False) if cfg.finetune.distill else None
+    log.info(
+        f"each epoch: {int((~is_own).sum())} Fashion-MNIST replay + {int(is_own.sum())} own-train (oversampled) "
+        f"images{f', distilled from the start model on replay (weight {cfg.finetune.distill:g})' if teacher else ''}"
+    )
     for epoch in range(cfg.epochs):
         t0 = time.time()
         if epoch:
-            images, labels, _ = epoch_data(own, pool, cfg, epoch)
+            images, labels, is_own = epoch_data(own, pool, cfg, epoch)
+        tagged = labels + OWN * is_own
         loader = TensorBatchLoader(
-            images, labels, cfg.batch_size, device, shuffle=True, augment=cfg.augment, seed=cfg.seed, drop_last=True
+            images, tagged, cfg.batch_size, device, shuffle=True, augment=cfg.augment, seed=cfg.seed, drop_last=True
         )
         loader.set_epoch(epoch)
-        train_loss, train_acc = finetune_one_epoch(model, loader, optimizer, scheduler, cfg, device, epoch)
+        train_loss, train_acc = finetune_one_epoch(model, teacher, loader, optimizer, scheduler, cfg, device, epoch)
         val_loss, val_acc, _ = evaluate(model, val_loader, device, cfg.tta_flip, channels_last=False)
         row = {
             "epoch": epoch + 1,

@@ -91,7 +91,10 @@ def write_export(records: Iterable[LabelledImage], classes: Sequence[str], out: 
                 "corrected_at": _iso(item.corrected_at),
             })  # fmt: skip
         manifest = {"format": FORMAT, "items": entries, "classes": list(classes)}
-        archive.writestr(MANIFEST, json.dumps(manifest, indent=1), compress_type=zipfile.ZIP_DEFLATED)
+        # A fixed time stamp, not "now": the same wardrobe exports to the same bytes, so the SHA-256
+        # a fine-tuning run records names the wardrobe, not the moment it was exported.
+        manifest_info = zipfile.ZipInfo(MANIFEST, date_time=(1980, 1, 1, 0, 0, 0))
+        archive.writestr(manifest_info, json.dumps(manifest, indent=1), compress_type=zipfile.ZIP_DEFLATED)
     return len(entries)
 
 
