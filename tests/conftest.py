@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 import uuid
 from pathlib import Path
 
@@ -94,3 +95,10 @@ def make_items(fmnist, per_class: int = 4, person: int | None = None) -> Wardrob
         label_source=sources,
         predicted=fmnist.test_labels[idx].astype(np.int64),
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago, for a test server."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

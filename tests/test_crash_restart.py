@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from conftest import free_port
 
 from contract.store import Store
 from contract.store.items import MAX_PAGE
@@ -33,12 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = (ROOT / "service" / "samples" / "sneaker.png").read_bytes()
 WORKER_MODULE = "_bentoml_impl.worker.service"
 READY_LINE = "wardrobe ready:"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -66,7 +61,7 @@ class Server:
 
 
 def _start(model: Path, tmp: Path, workers: int) -> Server:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "WARDROBE_MODEL": str(model), "WARDROBE_WORKERS": str(workers),
            "WARDROBE_DB": str(tmp / "wardrobe.db"), "WARDROBE_MAX_BATCH_SIZE": "8"}  # fmt: skip

@@ -11,7 +11,6 @@ import importlib.metadata
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from conftest import free_port
 from packaging.requirements import Requirement
 
 from service.serve import stop, wait_ready
@@ -40,12 +40,6 @@ OFFLINE = {
 }
 CLUTTER = [".venv/lib/site.py", "runs/cnn/last.pt", "reports/cnn/index.html", ".git/HEAD",
            "service/__pycache__/service.cpython-311.pyc"]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _environment(home: Path) -> dict[str, str]:
@@ -133,7 +127,7 @@ def _probe_paths() -> set[str]:
 
 def test_the_built_bento_serves_its_own_model(bento, tmp_path):
     tag, store, env = bento
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:

@@ -19,18 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from service.serve import SERVICE, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "service" / "samples" / "sneaker.png"
 BOUNDARY = "wardrobe-shutdown-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _multipart(name: str, data: bytes) -> bytes:
@@ -72,7 +67,7 @@ def _read_response(connection: socket.socket, timeout_s: float) -> tuple[int, by
 
 @pytest.fixture
 def server(tiny_model_path, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "WARDROBE_MODEL": str(tiny_model_path), "WARDROBE_WORKERS": "1"}
     log = tmp_path / "server.log"
     with open(log, "wb") as out:

@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from conftest import free_port
 from starlette.responses import JSONResponse
 
 from service.admission import BodyDeadline, ConnectionCap
@@ -128,15 +129,9 @@ LIMITS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_path, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, **LIMITS, "WARDROBE_MODEL": str(tiny_model_path)}
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "wb") as out:

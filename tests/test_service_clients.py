@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import httpx
 import pytest
 from bentoml.exceptions import BentoMLException
 from browser import CHROMIUM, chromium, watched_page
+from conftest import free_port
 
 from service.serve import SERVICE, stop, wait_ready
 
@@ -27,15 +27,9 @@ IMAGES = [SAMPLES / "sneaker.png", SAMPLES / "trouser.png", SAMPLES / "ankle-boo
 LIMITS = {"WARDROBE_WORKERS": "1", "WARDROBE_MAX_FILE_BYTES": "200000", "WARDROBE_MAX_REQUEST_BYTES": "1000000"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_path, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     home = tmp_path_factory.mktemp("bentoml-home")  # its own /metrics directory (BentoML empties it at start)
     env = {**os.environ, **LIMITS, "WARDROBE_MODEL": str(tiny_model_path), "BENTOML_HOME": str(home)}
@@ -115,7 +109,7 @@ def test_async_client_gets_exactly_what_curl_gets(server, curl_answer):
 
 @pytest.mark.slow
 def test_a_service_composing_ours_with_depends_gets_typed_answers(server, curl_answer, tmp_path):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "WARDROBE_URL": server, "BENTOML_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
     with open(tmp_path / "outfit.log", "wb") as out:

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import free_port
 from PIL import Image
 
 from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
@@ -38,15 +38,9 @@ LIMITS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_path, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     home = tmp_path_factory.mktemp("server")  # its own BENTOML_HOME: BentoML empties its /metrics directory at start
     env = {**os.environ, **LIMITS, "WARDROBE_MODEL": str(tiny_model_path), "BENTOML_HOME": str(home)}

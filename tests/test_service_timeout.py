@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import free_port
 
 from service.serve import SERVICE, stop, wait_ready
 
@@ -30,15 +31,9 @@ BODY_IDLE_S = 2
 BOUNDARY = "wardrobe-timeout-test"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_path, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "WARDROBE_MODEL": str(tiny_model_path), "WARDROBE_WORKERS": "1",
            "WARDROBE_TIMEOUT_S": str(TIMEOUT_S), "WARDROBE_BODY_IDLE_S": str(BODY_IDLE_S),
            "WARDROBE_BODY_MIN_RATE": "0"}  # fmt: skip

@@ -32,6 +32,7 @@ import anyio
 import numpy as np
 import psutil
 import pytest
+from conftest import free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -309,15 +310,9 @@ def test_every_accepted_format_whole_is_a_200_and_its_truncations_mostly_a_400()
 # ---- a few of the same cases over raw sockets, against the real server -----------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_path, tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "WARDROBE_MODEL": str(tiny_model_path), "WARDROBE_WORKERS": "1",
            "WARDROBE_DB": str(tmp_path_factory.mktemp("db") / "wardrobe.db"),
            "WARDROBE_BODY_IDLE_S": "1", **{f"WARDROBE_{k.upper()}": str(v) for k, v in LIMITS.items()}}  # fmt: skip
