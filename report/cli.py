@@ -128,9 +128,9 @@ def load_context(args: argparse.Namespace, s: ReportSettings) -> Context:
     model = load_model(Path(args.model), threads=s.threads)
     wardrobe = None
     if getattr(args, "wardrobe", None):
-        from training.wardrobe_data import held_out_for
+        from training.wardrobe_data import held_out_items
 
-        wardrobe = held_out_for(str(args.wardrobe), model.info.metadata)
+        wardrobe = held_out_items(str(args.wardrobe), model.info.metadata)
     return Context(
         model=model,
         wardrobe=wardrobe,

@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from contract import metadata as meta
+from contract.preprocess import to_model_input
 from contract.runtime import Classifier, ModelError
 from service.batching import Batcher
 
@@ -128,23 +128,15 @@ def wardrobe_items(db: str) -> Callable[[Classifier], tuple[np.ndarray, list[str
     labelled, read from the wardrobe database (None when there is no wardrobe yet)."""
 
     def items(candidate: Classifier) -> tuple[np.ndarray, list[str]] | None:
-        from contract.store import Store, StoreError
+        from contract.store import HeldOutError, Store, StoreError, held_out_for
 
-        held_out = meta.held_out_ids(candidate.info.metadata)
-        wanted = set(held_out) if held_out is not None else None
         try:
             with Store.open(db, create=False) as store:
-                rows = [
-                    r for r in store.labelled_images()
-                    if r.item.label_source == "person" and (wanted is None or r.item.id in wanted)
-                ]  # fmt: skip
-        except StoreError as exc:
-            log.info("canary: no wardrobe to measure on (%s)", exc)
+                held = held_out_for(store.labelled_images(), candidate.info.metadata)
+        except (StoreError, HeldOutError) as exc:
+            log.info("canary: no wardrobe items to measure on (%s)", exc)
             return None
-        if not rows:
-            return None
-        images = np.stack([r.image for r in rows]).astype(np.float32)[:, None] / 255
-        return images, [r.item.label for r in rows]
+        return (to_model_input(held.images), held.labels) if len(held) else None
 
     return items
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from contract import metadata as meta
 from contract import store
 from training.atomic import atomic_write
 from training.fashion_mnist import CLASSES
@@ -212,23 +211,16 @@ def read_source(source: str) -> tuple[WardrobeItems, str]:
     return snapshot.items, snapshot.sha256
 
 
-def held_out_for(source: str, metadata: Mapping[str, str]) -> tuple[WardrobeItems, str]:
-    """The items of `source` a model never trained on, and a sentence saying which they are: the
-    held-out ids its metadata lists (a fine-tuned model), else every item a person labelled."""
+def held_out_items(source: str, metadata: Mapping[str, str]) -> tuple[WardrobeItems, str]:
+    """The items of `source` a model never trained on (contract/store's held-out selection, the one the
+    canary uses), and a sentence saying which they are."""
     items, sha = read_source(source)
-    items = items.person_labelled()
-    ids = meta.held_out_ids(metadata)
-    if ids is None:
-        return items, f"all {len(items)} items a person labelled (the model was not fine-tuned on a wardrobe)"
-    wanted = set(ids)
-    keep = np.array([i for i, item_id in enumerate(items.ids) if item_id in wanted], dtype=np.int64)
-    if len(keep) == 0:
-        raise WardrobeError(
-            f"{source}: none of the model's {len(ids)} held-out items is in this wardrobe (another wardrobe?)"
-        )
-    same = metadata.get(meta.WARDROBE_SHA256) == sha
-    origin = "the export it was fine-tuned on" if same else "this wardrobe (not the export it was fine-tuned on)"
-    return items.subset(keep), f"the {len(keep)} of its {len(ids)} held-out items found in {origin}"
+    try:
+        held = store.held_out_for(as_records(items), metadata, sha)
+    except store.HeldOutError as exc:
+        raise WardrobeError(f"{source}: {exc}") from None
+    index = {item_id: i for i, item_id in enumerate(items.ids)}
+    return items.subset(np.array([index[i] for i in held.ids], dtype=np.int64)), held.which
 
 
 # ---------------------------------------------------------------------------
