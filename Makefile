@@ -4,24 +4,34 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+LOCK := requirements.lock
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PORT ?= 3000
 
-.PHONY: demo test install data tools lint clean-venv
+.PHONY: demo test install lock bento-smoke data tools lint clean-venv
 
 $(PY):
 	python3 -m venv $(VENV)
 
-# Reinstall when the dependency list changes. torch/torchvision first, pinned to
-# the releases this machine's pip cache serves (a plain `torch` would fetch a
-# several-GB CUDA build from the registry).
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[dev]'
+# The environment holds exactly requirements.lock (pip-sync removes anything else), then the
+# project itself with --no-deps. torch/torchvision are pinned there to the releases this
+# machine's pip cache serves (a plain `torch` would fetch a several-GB CUDA build).
+$(STAMP): $(LOCK) pyproject.toml | $(PY)
+	$(PY) -m pip install -q $$(grep -E '^(pip|pip-tools)==' $(LOCK))
+	$(VENV)/bin/pip-sync -q $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(STAMP)
+
+# Regenerate the lock from pyproject.toml (keeps current pins that still fit; UPGRADE=1 takes the
+# newest releases), then the Bento's package list derived from it. Commit both files.
+lock: | $(PY)
+	$(PY) -m pip install -q $$(grep -E '^pip-tools==' $(LOCK) || echo pip-tools)
+	$(VENV)/bin/pip-compile -q --extra dev --strip-extras --allow-unsafe --no-emit-index-url \
+		--no-emit-find-links $(if $(UPGRADE),--upgrade) --output-file $(LOCK) pyproject.toml
+	$(MAKE) install
+	$(PY) deploy/bento_requirements.py
 
 # The dataset: Debian's package where apt exists, else the checksum-verified
 # download from the official URLs into the user cache.
@@ -47,7 +57,11 @@ demo: data
 
 test: data tools
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not bento_smoke"
+
+# The built Bento, served from a clean venv of its own requirements (about 2 minutes; .ci/run runs it).
+bento-smoke: install
+	$(PY) -m pytest -q -m bento_smoke tests/test_bento_smoke.py
 
 lint: install
 	$(VENV)/bin/ruff check .

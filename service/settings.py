@@ -61,6 +61,10 @@ class Settings:
     db: str = ""
     """WARDROBE_DB: the wardrobe's database, a SQLite file path or a postgresql:// URL
     (empty: wardrobe/wardrobe.db in the user's data directory; see docs/wardrobe.md)."""
+    replicated: bool = False
+    """WARDROBE_REPLICATED: this server is one of several replicas (default: true inside a Kubernetes
+    pod, where KUBERNETES_SERVICE_HOST is set); then WARDROBE_DB must be a shared PostgreSQL database,
+    because a SQLite file per replica would split the wardrobe between them."""
     token: str = field(default="", repr=False)
     """WARDROBE_TOKEN: the wardrobe endpoints want `Authorization: Bearer <token>` (empty: no token,
     and then they answer only when the server listens on a loopback address)."""
@@ -88,7 +92,13 @@ class Settings:
             )
         if self.top_k > 10:
             raise ValueError(f"WARDROBE_TOP_K must be at most 10 (the classes), got {self.top_k!r}")
-        database_url(self.db)  # a ValueError naming WARDROBE_DB if it is not a usable path or URL
+        url = database_url(self.db)  # a ValueError naming WARDROBE_DB if it is not a usable path or URL
+        if self.replicated and url.get_backend_name() == "sqlite":
+            raise ValueError(
+                "WARDROBE_DB: replicas need one shared PostgreSQL database (postgresql://...), got "
+                f"{'the default SQLite file' if not self.db else 'a SQLite file'}, which each replica would keep "
+                "for itself; set WARDROBE_REPLICATED=false to run a single replica on SQLite"
+            )
         if self.model is not None and not self.model.is_file():
             raise ValueError(f"WARDROBE_MODEL: {self.model} is not a file")
 
@@ -96,7 +106,8 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from WARDROBE_* variables; unset or empty ones keep their defaults."""
         environ = os.environ if environ is None else environ
-        values = {}
+        # Every Kubernetes pod has KUBERNETES_SERVICE_HOST: there, assume replicas unless told otherwise.
+        values: dict[str, object] = {"replicated": bool(environ.get("KUBERNETES_SERVICE_HOST"))}
         for f in fields(cls):
             raw = environ.get(_var(f.name), "").strip()
             if raw:

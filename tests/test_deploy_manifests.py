@@ -60,8 +60,11 @@ def test_the_manifests_hold_both_variants_a_service_and_an_autoscaler_each():
     assert kinds == [
         ("cpu.yaml", "Deployment", "wardrobe-cpu"),
         ("cpu.yaml", "HorizontalPodAutoscaler", "wardrobe-cpu"),
+        ("cpu.yaml", "PodDisruptionBudget", "wardrobe-cpu"),
         ("gpu.yaml", "Deployment", "wardrobe-gpu"),
         ("gpu.yaml", "HorizontalPodAutoscaler", "wardrobe-gpu"),
+        ("gpu.yaml", "PodDisruptionBudget", "wardrobe-gpu"),
+        ("network-policy.yaml", "NetworkPolicy", "wardrobe"),
         ("service.yaml", "Service", "wardrobe"),
     ]
 
@@ -103,8 +106,10 @@ def test_the_schema_check_catches_a_misspelt_field():
 def test_env_uses_only_variables_the_service_reads_and_they_parse(name):
     env = _env(DEPLOYMENTS[name])
     assert set(env) <= SETTINGS_VARS, f"not read by service/settings.py: {set(env) - SETTINGS_VARS}"
-    # The model path exists only in the image; everything else must pass the service's own check.
-    settings = Settings.from_env({k: v for k, v in env.items() if k != "WARDROBE_MODEL"})
+    # The model path exists only in the image, the database URL in the Secret; everything else
+    # must pass the service's own check.
+    shared_database = {"WARDROBE_DB": "postgresql://wardrobe:secret@postgres:5432/wardrobe"}
+    settings = Settings.from_env({k: v for k, v in env.items() if k != "WARDROBE_MODEL"} | shared_database)
     assert settings.max_batch_size > 0 and settings.workers > 0 and settings.threads > 0
 
 
@@ -197,8 +202,27 @@ def test_the_image_is_the_bento_built_from_the_bentofile(name):
 
 
 @pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
-def test_the_wardrobe_database_and_token_come_from_an_optional_secret(name):
+def test_the_wardrobe_database_and_token_come_from_a_required_secret(name):
     secrets = _secret_env(DEPLOYMENTS[name])
     assert set(secrets) == {"WARDROBE_DB", "WARDROBE_TOKEN"} <= SETTINGS_VARS
-    assert {(s["name"], s["key"], s["optional"]) for s in secrets.values()} == {
-        ("wardrobe", "database-url", True), ("wardrobe", "token", True)}  # fmt: skip
+    # Not optional: a pod without the Secret does not start, rather than keep a SQLite file of its own.
+    assert {(s["name"], s["key"], s.get("optional", False)) for s in secrets.values()} == {
+        ("wardrobe", "database-url", False), ("wardrobe", "token", False)}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_replicas_refuse_a_sqlite_file_of_their_own(name):
+    env = {k: v for k, v in _env(DEPLOYMENTS[name]).items() if k != "WARDROBE_MODEL"}
+    assert env["WARDROBE_REPLICATED"] == "true"
+    with pytest.raises(ValueError, match="WARDROBE_DB: replicas need one shared PostgreSQL database"):
+        Settings.from_env(env | {"WARDROBE_DB": "/var/lib/wardrobe.db"})
+    with pytest.raises(ValueError, match="the default SQLite file"):
+        Settings.from_env(env)
+
+
+def test_any_kubernetes_pod_counts_as_a_replica_unless_told_otherwise():
+    in_a_pod = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "WARDROBE_DB": "/var/lib/wardrobe.db"}
+    with pytest.raises(ValueError, match="WARDROBE_REPLICATED=false"):
+        Settings.from_env(in_a_pod)
+    assert Settings.from_env(in_a_pod | {"WARDROBE_REPLICATED": "false"}).replicated is False
+    assert Settings.from_env({"WARDROBE_DB": "/var/lib/wardrobe.db"}).replicated is False
