@@ -97,7 +97,7 @@ def test_the_bento_holds_the_service_and_the_model_and_nothing_else(bento):
 def test_the_bento_installs_its_package_list_and_the_running_bentoml(bento):
     _, store, _ = bento
     listed = [line for line in BENTO_REQUIREMENTS.read_text().splitlines() if line and not line.startswith("#")]
-    written = (store / "env" / "python" / "requirements.txt").read_text().split()
+    written = (store / "env" / "python" / "requirements.txt").read_text().splitlines()
     assert set(listed) <= set(written)
     assert f"bentoml=={importlib.metadata.version('bentoml')}" in written
 
@@ -105,7 +105,7 @@ def test_the_bento_installs_its_package_list_and_the_running_bentoml(bento):
 def test_the_bento_image_installs_the_cuda_build_of_onnxruntime(bento):
     _, store, _ = bento
     requirements = (store / "env" / "python" / "requirements.txt").read_text()
-    onnxruntime = next(Requirement(r) for r in requirements.split() if r.startswith("onnxruntime"))
+    onnxruntime = next(Requirement(r) for r in requirements.splitlines() if r.startswith("onnxruntime"))
     assert onnxruntime.name == "onnxruntime-gpu" and {"cuda", "cudnn"} <= onnxruntime.extras
     assert (store / "env" / "docker" / "Dockerfile").is_file()
 
