@@ -17,8 +17,9 @@ import numpy as np
 from starlette.responses import JSONResponse
 
 from contract.runtime import load_model
+from service.decode_budget import DecodeBudget
 from service.settings import Settings
-from service.uploads import SCOPE_KEY, UploadGate
+from service.uploads import SCOPE_KEY, UploadGate, UploadPath
 
 SETTINGS = Settings.from_env().resolved(gpu=False, cpu_count=os.cpu_count() or 1)
 
@@ -53,6 +54,8 @@ class Front:
 
 Front.add_asgi_middleware(
     UploadGate,
+    paths={"/classify": UploadPath()},
+    decodes=DecodeBudget.from_settings(SETTINGS),
     max_files=SETTINGS.max_files,
     max_file_bytes=SETTINGS.max_file_bytes,
     max_request_bytes=SETTINGS.max_request_bytes,

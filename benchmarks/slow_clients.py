@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "service" / "samples" / "sneaker.png"
 BOUNDARY = "wardrobe-slow-client"
 STALLED_PREFIX = (
-    f"POST /classify HTTP/1.1\r\nHost: bench\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+    f"POST /classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
     f"Content-Length: 200000\r\n\r\n--{BOUNDARY}\r\n"
     'Content-Disposition: form-data; name="images"; filename="slow.png"\r\nContent-Type: image/png\r\n\r\n'
 ).encode() + b"\x89PNG\r\n\x1a\n"

@@ -120,6 +120,16 @@ def _reduced(image: Image.Image, factor: int) -> Image.Image:
     return reduced
 
 
+def header_pixels(data: bytes) -> int:
+    """Width × height as the image's header claims it, read without decoding a pixel; 0 when the
+    header cannot be read (decode_image then refuses the file without decoding either)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
+            return max(0, image.width) * max(0, image.height)
+    except Exception:  # unreadable, a format we refuse, or over Pillow's own bomb limit
+        return 0
+
+
 def decode_image(
     data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, longest_side: int | None = DECODE_SIZE
 ) -> Image.Image:

@@ -387,6 +387,8 @@ async def _candidate(request: Request) -> Path | None:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SwapRefused(400, f'malformed JSON body ({exc}); send {{"model": "<path to .onnx>"}} or nothing') from None
+    except RecursionError:  # json's parser recurses per nesting level
+        raise SwapRefused(400, 'JSON body nested too deep; send {"model": "<path to .onnx>"} or nothing') from None
     if not isinstance(data, dict) or set(data) - {"model"} or not isinstance(data.get("model", ""), str):
         raise SwapRefused(400, 'the JSON body may only hold "model": the path of the candidate .onnx file')
     return Path(data["model"]) if data.get("model") else None

@@ -20,13 +20,16 @@ import orjson
 from starlette.responses import Response
 
 from contract.runtime import SHIPPED_MODEL, Classifier, cuda_available, load_model
+from service.access import RequestGuard, WardrobeAccess, explain_at_start, listening_host
 from service.admission import BodyDeadline, ConnectionCap
 from service.batching import Batcher
+from service.decode_budget import DecodeBudget
+from service.headers import SecurityHeaders
 from service.models_swap import ModelOnReadyz, ModelSwitch, admin_app, wardrobe_items
 from service.schema import ClassifyInput, Prediction
 from service.settings import Settings
-from service.uploads import Upload, UploadGate
-from service.wardrobe import wardrobe_app
+from service.uploads import Upload, UploadGate, UploadPath
+from service.wardrobe import UPLOADS, wardrobe_app
 
 log = logging.getLogger("bentoml.wardrobe")  # under "bentoml": its log handlers apply
 
@@ -137,17 +140,27 @@ class Wardrobe:
         self.models.close()
 
 
-# Outermost first: the connection cap, then the body deadline, then the upload gate.
+LISTENING = listening_host()
+explain_at_start(SETTINGS.token, LISTENING)
+# Outermost first: security headers on every answer, the connection cap, the body deadline, the
+# Host/Origin guard and the wardrobe's token (their refusals drain the body under the deadline), then
+# the one upload gate of this worker, for /classify and the wardrobe's uploads alike.
+Wardrobe.add_asgi_middleware(SecurityHeaders)
 Wardrobe.add_asgi_middleware(ConnectionCap, limit=SETTINGS.max_connections)
 Wardrobe.add_asgi_middleware(BodyDeadline, idle_s=SETTINGS.body_idle_s, min_rate=SETTINGS.body_min_rate)
 Wardrobe.add_asgi_middleware(
+    RequestGuard, token=SETTINGS.token, host=LISTENING, allowed_hosts=SETTINGS.allowed_host_names
+)
+Wardrobe.add_asgi_middleware(WardrobeAccess, token=SETTINGS.token, host=LISTENING)
+Wardrobe.add_asgi_middleware(
     UploadGate,
-    path="/classify",
+    paths={"/classify": UploadPath(), **UPLOADS},
     max_files=SETTINGS.max_files,
     max_file_bytes=SETTINGS.max_file_bytes,
     max_request_bytes=SETTINGS.max_request_bytes,
     max_pixels=SETTINGS.max_pixels,
     max_in_flight=SETTINGS.queue_bound,
+    decodes=DecodeBudget.from_settings(SETTINGS),
 )
 
 

@@ -43,6 +43,14 @@ class Settings:
     """WARDROBE_MAX_REQUEST_BYTES: largest request body (413 above, checked while reading)."""
     max_pixels: int = DEFAULT_MAX_PIXELS
     """WARDROBE_MAX_PIXELS: largest decoded image, width x height (400 above: a bomb)."""
+    decode_pixels: int = DEFAULT_MAX_PIXELS
+    """WARDROBE_DECODE_PIXELS: decoded pixels of large images in memory at once per worker (one image
+    over it runs alone); further large uploads wait (service/decode_budget.py)."""
+    decode_threads: int = 2
+    """WARDROBE_DECODE_THREADS: large images decoded at once per worker (small ones decode inline)."""
+    decode_queue: int = 16
+    """WARDROBE_DECODE_QUEUE: large uploads waiting for the decode budget per worker; more, or a wait
+    over half of TIMEOUT_S, get 503 with Retry-After."""
     top_k: int = 3
     """WARDROBE_TOP_K: entries in each answer's top_k list."""
     timeout_s: float = 30.0
@@ -68,14 +76,17 @@ class Settings:
     token: str = field(default="", repr=False)
     """WARDROBE_TOKEN: the wardrobe endpoints want `Authorization: Bearer <token>` (empty: no token,
     and then they answer only when the server listens on a loopback address)."""
+    allowed_hosts: str = ""
+    """WARDROBE_ALLOWED_HOSTS: more `Host` names, comma-separated, that a server without a token answers
+    (it answers only localhost and loopback addresses otherwise: a defence against DNS rebinding)."""
 
     def __post_init__(self) -> None:
         check_device(self.device, "WARDROBE_DEVICE")
         for name in ("workers", "threads", "max_batch_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{_var(name)} must be 0 (automatic) or more, got {getattr(self, name)!r}")
-        for name in ("queue_bound", "max_files", "max_file_bytes", "max_request_bytes",
-                     "max_pixels", "top_k", "max_connections"):  # fmt: skip
+        for name in ("queue_bound", "max_files", "max_file_bytes", "max_request_bytes", "max_pixels",
+                     "top_k", "max_connections", "decode_pixels", "decode_threads", "decode_queue"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{_var(name)} must be at least 1, got {getattr(self, name)!r}")
         if self.max_latency_ms < 0 and self.max_latency_ms != -1:
@@ -92,6 +103,9 @@ class Settings:
             )
         if self.top_k > 10:
             raise ValueError(f"WARDROBE_TOP_K must be at most 10 (the classes), got {self.top_k!r}")
+        if any(not name.replace(".", "").replace("-", "").isalnum() for name in self.allowed_host_names):
+            raise ValueError(f"WARDROBE_ALLOWED_HOSTS must be host names separated by commas (no scheme, "
+                             f"no port), got {self.allowed_hosts!r}")  # fmt: skip
         url = database_url(self.db)  # a ValueError naming WARDROBE_DB if it is not a usable path or URL
         if self.replicated and url.get_backend_name() == "sqlite":
             raise ValueError(
@@ -101,6 +115,11 @@ class Settings:
             )
         if self.model is not None and not self.model.is_file():
             raise ValueError(f"WARDROBE_MODEL: {self.model} is not a file")
+
+    @property
+    def allowed_host_names(self) -> frozenset[str]:
+        """WARDROBE_ALLOWED_HOSTS as a set of lower-case names."""
+        return frozenset(name.strip().lower().rstrip(".") for name in self.allowed_hosts.split(",") if name.strip())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

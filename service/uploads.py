@@ -1,4 +1,4 @@
-"""The upload gate: ASGI middleware that turns a POST /classify body into checked model input.
+"""The upload gate: ASGI middleware that turns a POST /classify (or /wardrobe/items) body into model input.
 
 BentoML 1.4 has no request-size limit, downloads any URL a client puts in a
 file field, and answers a binary part in an undeclared field with a 500. So the
@@ -9,23 +9,28 @@ answers the client's mistake itself with a 4xx `{"error": ...}` naming the file,
 or hands the endpoint the ready float32 [N, 1, 28, 28] batch in the ASGI scope,
 with an empty JSON body in place of the upload. Every request's images are thus
 valid before they can join a shared batch.
+
+One gate per worker serves every upload path, so WARDROBE_QUEUE_BOUND bounds
+the worker's checked requests on all of them together, and one decode budget
+(service/decode_budget.py) bounds what their large decodes cost.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
-import anyio.to_thread
 import numpy as np
+from PIL import Image
 from starlette.datastructures import Headers
 from starlette.formparsers import FormParser, MultiPartException
 from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contract.preprocess import ImageError, decode_image, to_fashion_mnist, to_model_input
+from contract.preprocess import ImageError, decode_image, header_pixels, to_fashion_mnist, to_model_input
+from service.decode_budget import INLINE_DECODE_BYTES, INLINE_DECODE_PIXELS, DecodeBudget, DecodeBusy
 from service.multipart import MultipartError, Part, PartTooLarge, TooManyParts, read_parts
 
 log = logging.getLogger(__name__)
@@ -33,8 +38,6 @@ log = logging.getLogger(__name__)
 FIELD = "images"
 SCOPE_KEY = "wardrobe.images"
 """Where the checked batch travels from the gate to the endpoint."""
-INLINE_DECODE_BYTES = 64 * 1024
-"""Uploads up to this size decode on the event loop (tens of µs); larger ones in a thread."""
 DRAIN_LIMIT = 256 * 1024 * 1024
 """After an early answer, read and drop up to this much body, so the client reads the answer."""
 
@@ -42,10 +45,25 @@ DRAIN_LIMIT = 256 * 1024 * 1024
 class UploadError(Exception):
     """A client mistake in the upload: answered with `status` and `{"error": message}`."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
+
+
+Thumbnailer = Callable[[Image.Image, np.ndarray], bytes]
+"""(decoded image, its uint8 28×28 crop) -> thumbnail bytes, made in the same decode."""
+
+
+@dataclass(frozen=True)
+class UploadPath:
+    """How the gate treats one path."""
+
+    thumbnail: Thumbnailer | None = None
+    """Made from each decoded image (the wardrobe's thumbnails), so no file is decoded twice."""
+    uploads_only: bool = True
+    """Answer other methods 405; False: they pass through (GET /wardrobe/items lists items)."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +72,8 @@ class Upload:
 
     names: list[str]
     images: np.ndarray  # float32 [N, 1, 28, 28]
-    files: tuple[tuple[str, bytes], ...] = ()
-    """(filename, bytes) of each upload, in order, when the gate keeps them (the wardrobe's thumbnails)."""
+    thumbnails: tuple[tuple[str, bytes], ...] = ()
+    """(filename, thumbnail) of each upload, in order, on a path that makes thumbnails."""
 
 
 class BodyTooLarge(Exception):
@@ -69,37 +87,38 @@ class UploadGate:
         self,
         app: ASGIApp,
         *,
-        path: str = "/classify",
+        paths: Mapping[str, UploadPath],
         max_files: int,
         max_file_bytes: int,
         max_request_bytes: int,
         max_pixels: int,
         max_in_flight: int,
-        keep_files: bool = False,
+        decodes: DecodeBudget,
     ):
         self.app = app
-        self.keep_files = keep_files
+        self.paths = dict(paths)
         self.max_in_flight = max_in_flight
-        self.in_flight = 0  # checked requests on `path` waiting for or in a batch, or being answered
-        self.path = path
+        self.in_flight = 0  # checked requests on every path, waiting for or in a batch, or being answered
         self.max_files = max_files
         self.max_file_bytes = max_file_bytes
         self.max_request_bytes = max_request_bytes
         self.max_pixels = max_pixels
+        self.decodes = decodes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != self.path:
+        path = self.paths.get(scope["path"]) if scope["type"] == "http" else None
+        if path is None or (scope["method"] != "POST" and not path.uploads_only):
             return await self.app(scope, receive, send)
         if scope["method"] != "POST":
             response = JSONResponse(
-                {"error": f"{scope['method']} {self.path}: use POST with files in field '{FIELD}'"},
+                {"error": f"{scope['method']} {scope['path']}: use POST with files in field '{FIELD}'"},
                 status_code=405,
                 headers={"Allow": "POST"},
             )
             return await response(scope, receive, send)
-        await self._gate(scope, receive, send)
+        await self._gate(scope, receive, send, path)
 
-    async def _gate(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _gate(self, scope: Scope, receive: Receive, send: Send, path: UploadPath) -> None:
         received = 0
         more_body = True
 
@@ -118,13 +137,13 @@ class UploadGate:
                     yield chunk
 
         try:
-            upload = await self._read(Headers(scope=scope), body())
+            upload = await self._read(Headers(scope=scope), body(), path)
         except ClientDisconnect:
             return  # nobody is left to answer
         except UploadError as exc:
             if more_body:  # let the client finish sending, so it can read our answer
                 await _drain(receive, DRAIN_LIMIT - received)
-            response = JSONResponse({"error": exc.message}, status_code=exc.status)
+            response = JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
             return await response(scope, receive, send)
 
         if self.in_flight >= self.max_in_flight:
@@ -144,7 +163,7 @@ class UploadGate:
         finally:
             self.in_flight -= 1
 
-    async def _read(self, headers: Headers, body: AsyncIterator[bytes]) -> Upload:
+    async def _read(self, headers: Headers, body: AsyncIterator[bytes], path: UploadPath) -> Upload:
         content_type = headers.get("content-type", "")
         # A form of text fields only (BentoML's clients send a URL given for `images` that way)
         # is read too, so that its text values get the 400 below rather than a 415.
@@ -156,7 +175,7 @@ class UploadGate:
                 f"got content type {content_type or 'none'!r}",
             )
         declared = headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_request_bytes:
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > self.max_request_bytes:
             raise UploadError(413, self._too_large(int(declared)))
         try:
             if text_form:
@@ -192,24 +211,38 @@ class UploadGate:
             names.append(f"'{value.filename}'" if value.filename else f"{FIELD}[{i}]")
             filenames.append(value.filename)
             blobs.append(value.data)
-        if sum(len(b) for b in blobs) <= INLINE_DECODE_BYTES:
-            crops = self._decode(names, blobs)
-        else:  # big photos: keep the event loop serving other requests meanwhile
-            crops = await anyio.to_thread.run_sync(self._decode, names, blobs)
-        files = tuple(zip(filenames, blobs, strict=True)) if self.keep_files else ()
-        return Upload(names=names, images=to_model_input(crops), files=files)
+        # What the decode costs, from the headers: a 12 KiB PNG may claim 40 MP. A file over the pixel
+        # limit (or unreadable) costs nothing: decode_image refuses it before decoding a pixel.
+        pixels = [p if p <= self.max_pixels else 0 for p in map(header_pixels, blobs)]
+        if sum(pixels) <= INLINE_DECODE_PIXELS and sum(map(len, blobs)) <= INLINE_DECODE_BYTES:
+            decoded = self._decode(names, blobs, path.thumbnail)
+        else:  # large: in a decode thread, under the worker's pixel budget; the event loop serves on
+            try:  # images decode one after another, so the largest is what is held at once
+                decoded = await self.decodes.run(max(pixels), self._decode, names, blobs, path.thumbnail)
+            except DecodeBusy as exc:
+                raise UploadError(503, f"server busy decoding large images ({exc}); retry shortly",
+                                  headers={"Retry-After": "1"}) from None  # fmt: skip
+        crops, thumbnails = decoded
+        return Upload(names=names, images=to_model_input(crops),
+                      thumbnails=tuple(zip(filenames, thumbnails, strict=True)) if path.thumbnail else ())  # fmt: skip
 
-    def _decode(self, names: list[str], blobs: list[bytes]) -> list[np.ndarray]:
-        crops = []
+    def _decode(
+        self, names: list[str], blobs: list[bytes], thumbnail: Thumbnailer | None
+    ) -> tuple[list[np.ndarray], list[bytes]]:
+        crops, thumbnails = [], []
         for name, data in zip(names, blobs, strict=True):
             try:
-                crops.append(to_fashion_mnist(decode_image(data, self.max_pixels)))
+                image = decode_image(data, self.max_pixels)
+                crops.append(to_fashion_mnist(image))
             except ImageError as exc:
                 raise UploadError(400, f"file {name}: {exc}") from None
             except Exception as exc:  # a hostile file can trip any decoder path; still its fault
                 log.warning("file %s failed in preprocessing", name, exc_info=True)
                 raise UploadError(400, f"file {name}: cannot be read as an image ({exc})") from None
-        return crops
+            if thumbnail is not None:
+                thumbnails.append(thumbnail(image, crops[-1]))
+            del image  # one decoded image at a time: the budget counts the largest, not their sum
+        return crops, thumbnails
 
     def _too_large(self, size: int | None) -> str:
         what = f"request body is {size:,} bytes" if size is not None else "request body is"

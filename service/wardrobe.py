@@ -1,10 +1,11 @@
 """The wardrobe over HTTP: the page at /, the API explorer at /docs, and /wardrobe/* endpoints.
 
 A Starlette app mounted into the BentoML service (service/service.py). Uploads to
-POST /wardrobe/items pass the same upload gate as /classify (service/uploads.py:
-limits, decoding, 4xx naming the file), are classified through the service's
-batcher, and stored in one transaction (contract/store). Access rules are in
-service/access.py; the endpoints are described in docs/wardrobe.md.
+POST /wardrobe/items pass the service's one upload gate, as /classify's do
+(service/uploads.py: limits, decoding, thumbnails, 4xx naming the file), are
+classified through the service's batcher, and stored in one transaction
+(contract/store). Access rules (service/access.py) are applied in front of the
+gate; the endpoints are described in docs/wardrobe.md.
 """
 
 from __future__ import annotations
@@ -26,22 +27,18 @@ import bentoml
 import numpy as np
 from PIL import Image, ImageOps
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from contract.preprocess import ACCEPTED_FORMATS
 from contract.store import UNSURE, Item, ItemNotFound, NewItem, Store, database_url
 from contract.store.database import describe
 from contract.store.export import write_export
 from contract.store.items import MAX_PAGE
-from service.access import WardrobeAccess, explain_at_start, listening_host
 from service.learning import learning
 from service.settings import Settings
-from service.uploads import SCOPE_KEY, Upload, UploadGate
+from service.uploads import SCOPE_KEY, Upload, UploadPath
 
 log = logging.getLogger("bentoml.wardrobe")
 
@@ -52,12 +49,6 @@ THUMBNAIL_TYPE = "image/webp"
 MAX_JSON_BYTES = 64 * 1024
 MAX_THUMBNAILS = 100
 """Most thumbnails one GET /wardrobe/thumbnails answers."""
-PAGE_POLICY = (
-    "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
-)
-# Swagger UI sets inline styles; everything it loads still comes from this server.
-DOCS_POLICY = PAGE_POLICY.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
 
 
 class ClientError(Exception):
@@ -71,10 +62,11 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def make_thumbnail(data: bytes) -> bytes:
-    """An upload as a WebP at most THUMBNAIL_SIZE px on its long side, upright, alpha on white."""
-    with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
-        image.draft("RGB", (THUMBNAIL_SIZE * 2, THUMBNAIL_SIZE * 2))  # JPEG: decode at 1/2…1/8 scale
+def make_thumbnail(image: Image.Image, crop: np.ndarray) -> bytes:
+    """A WebP of a decoded upload, at most THUMBNAIL_SIZE px on its long side, upright, alpha on white;
+    the model's input `crop` instead if that fails. Made by the upload gate in the same decode
+    (service/uploads.py): the image is already reduced to a few hundred pixels."""
+    try:
         upright = ImageOps.exif_transpose(image)
         if upright.mode in ("RGBA", "LA", "P", "PA") or "transparency" in upright.info:
             rgba = upright.convert("RGBA")
@@ -83,20 +75,11 @@ def make_thumbnail(data: bytes) -> bytes:
         small.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
         out = io.BytesIO()
         small.save(out, "WEBP", quality=80, method=0)  # the fastest encoder setting: a little larger files
-        return out.getvalue()
-
-
-def _thumbnails(files: tuple[tuple[str, bytes], ...], crops: np.ndarray) -> list[bytes]:
-    thumbs = []
-    for (name, data), crop in zip(files, crops, strict=True):
-        try:
-            thumbs.append(make_thumbnail(data))
-        except Exception:  # the gate decoded this file already; if a thumbnail still fails, show the crop
-            log.warning("wardrobe: no thumbnail for %r; showing the model input instead", name, exc_info=True)
-            out = io.BytesIO()
-            Image.fromarray(crop).save(out, "WEBP", lossless=True)
-            thumbs.append(out.getvalue())
-    return thumbs
+    except Exception:  # the image decoded already; if a thumbnail still fails, show the crop
+        log.warning("wardrobe: no thumbnail for an upload; showing the model input instead", exc_info=True)
+        out = io.BytesIO()
+        Image.fromarray(crop).save(out, "WEBP", lossless=True)
+    return out.getvalue()
 
 
 def item_json(item: Item) -> dict[str, Any]:
@@ -109,18 +92,6 @@ def item_json(item: Item) -> dict[str, Any]:
         "corrected_at": item.corrected_at.isoformat() if item.corrected_at else None,
         "thumbnail": f"{ITEMS}/{item.id}/thumbnail",
     }  # fmt: skip
-
-
-class _GateOnPost:
-    """The upload gate for POST /wardrobe/items only; GET on the same path lists items."""
-
-    def __init__(self, app: ASGIApp, **gate_options: Any):
-        self.app = app
-        self.gate = UploadGate(app, path=ITEMS, keep_files=True, **gate_options)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        post = scope["type"] == "http" and scope["method"] == "POST"
-        await (self.gate if post else self.app)(scope, receive, send)
 
 
 class WardrobeEndpoints:
@@ -176,12 +147,11 @@ class WardrobeEndpoints:
         probabilities = await served.submit(upload.images)
         answers = served.classifier.answers(probabilities, self.settings.top_k)  # as /classify answers
         crops = np.rint(upload.images[:, 0] * 255).astype(np.uint8)  # exactly the uint8 crops (x / 255)
-        thumbs = await anyio.to_thread.run_sync(_thumbnails, upload.files, crops)
         new = [
             NewItem(filename=name, thumbnail=thumb, thumbnail_type=THUMBNAIL_TYPE, model_input=crop,
                     predicted_label=a["label"], confidence=a["confidence"], top_k=a["top_k"],
                     unsure=a["unsure"], model_sha256=served.classifier.info.sha256)
-            for (name, _), thumb, crop, a in zip(upload.files, thumbs, crops, answers, strict=True)
+            for (name, thumb), crop, a in zip(upload.thumbnails, crops, answers, strict=True)
         ]  # fmt: skip
         added = await anyio.to_thread.run_sync(store.add, new)
         return JSONResponse([item_json(i) for i in added], status_code=201)
@@ -268,11 +238,21 @@ def _method_not_allowed(request: Request, allowed: str) -> JSONResponse:
                         status_code=405, headers={"Allow": allowed})  # fmt: skip
 
 
+MAX_ID_DIGITS = 18
+"""Ids, `before` and `limit` are at most this many ASCII digits: they fit a signed 64-bit integer."""
+
+
+def _whole_number(raw: str) -> int | None:
+    """`raw` as a whole number if it is 1 to MAX_ID_DIGITS ASCII digits, else None. (str.isdigit
+    alone would let "²" through to int(), and 20 digits through to the database's int64.)"""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= MAX_ID_DIGITS else None
+
+
 def _item_id(request: Request) -> int:
     raw = request.path_params["item_id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if (item_id := _whole_number(raw)) is None:
         raise ClientError(404, f"no wardrobe item with id {raw!r} (ids are whole numbers)")
-    return int(raw)
+    return item_id
 
 
 def _id_list(request: Request) -> list[int]:
@@ -281,11 +261,12 @@ def _id_list(request: Request) -> list[int]:
         raise ClientError(400, f"unknown query parameter(s) {unknown}; use ids")
     raw = request.query_params.get("ids", "")
     parts = [p.strip() for p in raw.split(",") if p.strip()]
-    if not parts or not all(p.isdigit() and len(p) <= 18 for p in parts):
+    ids = [_whole_number(p) for p in parts]
+    if not ids or None in ids:
         raise ClientError(400, f"ids must be item ids separated by commas, got {raw[:60]!r}")
-    if len(parts) > MAX_THUMBNAILS:
-        raise ClientError(400, f"at most {MAX_THUMBNAILS} ids per request, got {len(parts)}")
-    return list(dict.fromkeys(int(p) for p in parts))
+    if len(ids) > MAX_THUMBNAILS:
+        raise ClientError(400, f"at most {MAX_THUMBNAILS} ids per request, got {len(ids)}")
+    return list(dict.fromkeys(ids))
 
 
 def _listing_query(request: Request, classes: tuple[str, ...]) -> tuple[str | None, bool | None, int, int | None]:
@@ -299,12 +280,13 @@ def _listing_query(request: Request, classes: tuple[str, ...]) -> tuple[str | No
     corrected = {"true": True, "false": False, None: None}.get(query.get("corrected"), "bad")
     if corrected == "bad":
         raise ClientError(400, f"corrected must be true or false, got {query.get('corrected')!r}")
-    limit, before = query.get("limit", "100"), query.get("before")
-    if not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE:
-        raise ClientError(400, f"limit must be a whole number from 1 to {MAX_PAGE}, got {limit!r}")
-    if before is not None and not before.isdigit():
-        raise ClientError(400, f"before must be an item id, got {before!r}")
-    return shelf, corrected, int(limit), int(before) if before is not None else None
+    limit, before = _whole_number(query.get("limit", "100")), query.get("before")
+    if limit is None or not 1 <= limit <= MAX_PAGE:
+        raise ClientError(400, f"limit must be a whole number from 1 to {MAX_PAGE}, got {query.get('limit')!r}")
+    before_id = _whole_number(before) if before is not None else None
+    if before is not None and before_id is None:
+        raise ClientError(400, f"before must be an item id (a whole number), got {before[:60]!r}")
+    return shelf, corrected, limit, before_id
 
 
 async def _label_from_body(request: Request, classes: tuple[str, ...]) -> str | None:
@@ -318,6 +300,8 @@ async def _label_from_body(request: Request, classes: tuple[str, ...]) -> str | 
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ClientError(400, f'malformed JSON body ({exc}); send {{"label": "<class name>"}}') from None
+    except RecursionError:  # json's parser recurses per nesting level: ~1,000 levels end it
+        raise ClientError(400, 'JSON body nested too deep; send {"label": "<class name>"}') from None
     if not isinstance(data, dict) or "label" not in data:
         raise ClientError(400, 'the JSON body must be an object with "label": a class name, or null')
     if extra := sorted(set(data) - {"label"}):
@@ -333,13 +317,16 @@ def _not_found(request: Request) -> Response:
 
 
 def _page(request: Request) -> Response:
-    return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY,
-                                                         "Cache-Control": "no-cache"})  # fmt: skip
+    # Its Content-Security-Policy comes from service/headers.py, as for every page and static file.
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 def _docs(request: Request) -> Response:
-    return FileResponse(STATIC / "docs.html", headers={"Content-Security-Policy": DOCS_POLICY,
-                                                        "Cache-Control": "no-cache"})  # fmt: skip
+    return FileResponse(STATIC / "docs.html", headers={"Cache-Control": "no-cache"})
+
+
+UPLOADS = {ITEMS: UploadPath(thumbnail=make_thumbnail, uploads_only=False)}
+"""The wardrobe's upload path for the service's one upload gate: POST adds items, GET lists them."""
 
 
 def wardrobe_app(settings: Settings) -> Starlette:
@@ -362,13 +349,4 @@ def wardrobe_app(settings: Settings) -> Starlette:
         Route("/wardrobe/learning", learning_handler, methods=every),
         Route("/wardrobe/{rest:path}", _not_found, methods=every),
     ]
-    gate = {"max_files": settings.max_files, "max_file_bytes": settings.max_file_bytes,
-            "max_request_bytes": settings.max_request_bytes, "max_pixels": settings.max_pixels,
-            "max_in_flight": settings.queue_bound}  # fmt: skip
-    host = listening_host()
-    explain_at_start(settings.token, host)
-    middleware = [
-        Middleware(WardrobeAccess, token=settings.token, host=host),  # before any body is read
-        Middleware(_GateOnPost, **gate),
-    ]
-    return Starlette(routes=routes, middleware=middleware)
+    return Starlette(routes=routes)

@@ -163,7 +163,7 @@ def test_a_worker_killed_mid_upload_or_mid_write_leaves_the_wardrobe_consistent(
             + SAMPLE + f"\r\n--{boundary}--\r\n".encode())  # fmt: skip
     connection = socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
     head = (
-        f"POST /wardrobe/items HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        f"POST /wardrobe/items HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\n"
         f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     connection.sendall(head.encode())

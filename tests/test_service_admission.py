@@ -151,7 +151,7 @@ def _stalled_upload(port: int, declared: int = 100_000) -> socket.socket:
     """Headers and the first bytes of a multipart upload, then nothing."""
     connection = socket.create_connection(("127.0.0.1", port))
     connection.sendall(
-        f"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"POST /classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
         f"Content-Length: {declared}\r\n\r\n--{BOUNDARY}\r\n"
         'Content-Disposition: form-data; name="images"; filename="slow.png"\r\n\r\n\x89PNG'.encode()
     )
@@ -195,7 +195,7 @@ def test_past_the_connection_cap_a_request_gets_503_before_it_sends_its_body(ser
     time.sleep(0.3)
     # Headers only: the answer must come without the body ever being sent.
     latecomer = socket.create_connection(("127.0.0.1", server))
-    latecomer.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+    latecomer.sendall(b"POST /classify HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=b\r\n"
                       b"Content-Length: 5000\r\n\r\n")  # fmt: skip
     data, _ = _answer_and_close(latecomer, timeout_s=10)  # admitted, it would get a 408 instead
     assert data.startswith(b"HTTP/1.1 503 "), data[:200]

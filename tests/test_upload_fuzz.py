@@ -39,8 +39,11 @@ from PIL import Image
 from starlette.responses import JSONResponse
 
 from service.admission import BodyDeadline, ConnectionCap
+from service.decode_budget import DecodeBudget
 from service.serve import SERVICE, stop, wait_ready
-from service.uploads import SCOPE_KEY, UploadGate
+from service.settings import Settings
+from service.uploads import SCOPE_KEY, UploadGate, UploadPath
+from service.wardrobe import UPLOADS
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = int(os.environ.get("WARDROBE_FUZZ_EXAMPLES", "300"))
@@ -197,9 +200,9 @@ async def _answer_shape(scope, receive, send) -> None:
 
 
 def _app():
-    """The service's stack: cap, deadline, and a gate for each upload path (the wardrobe's keeps the files)."""
-    gate = UploadGate(_answer_shape, path="/classify", max_in_flight=64, **LIMITS)
-    gate = UploadGate(gate, path="/wardrobe/items", max_in_flight=64, keep_files=True, **LIMITS)
+    """The service's stack: cap, deadline, and the gate for both upload paths (the wardrobe's makes thumbnails)."""
+    gate = UploadGate(_answer_shape, paths={"/classify": UploadPath(), **UPLOADS}, max_in_flight=64,
+                      decodes=DecodeBudget.from_settings(Settings()), **LIMITS)  # fmt: skip
     return ConnectionCap(BodyDeadline(gate, idle_s=5, min_rate=0), limit=64)
 
 
