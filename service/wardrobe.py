@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 
 from contract.store import UNSURE, Item, ItemNotFound, NewItem, Store, database_url
 from contract.store.database import describe
-from contract.store.export import write_export
+from contract.store.export import png_bytes, write_export
 from contract.store.items import MAX_PAGE
 from service.learning import learning
 from service.settings import Settings
@@ -48,6 +48,8 @@ THUMBNAIL_SIZE = 256
 THUMBNAIL_TYPE = "image/webp"
 MAX_JSON_BYTES = 64 * 1024
 MAX_THUMBNAILS = 100
+IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}
+"""An item's id is never reused, so its thumbnail and its model input never change."""
 """Most thumbnails one GET /wardrobe/thumbnails answers."""
 
 
@@ -182,8 +184,19 @@ class WardrobeEndpoints:
             return _error(exc.status, exc.message)
         except ItemNotFound as exc:
             return _error(404, str(exc))
-        # An id is never reused, so its thumbnail never changes.
-        return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=31536000, immutable"})
+        return Response(data, media_type=media_type, headers=IMMUTABLE)
+
+    async def model_input(self, request: Request) -> Response:
+        """The 28×28 image the model classified, as an 8-bit grey PNG: what the page shows beside a thumbnail."""
+        if request.method not in ("GET", "HEAD"):
+            return _method_not_allowed(request, "GET")
+        try:
+            image = await self._run(Store.model_input, _item_id(request))
+        except ClientError as exc:
+            return _error(exc.status, exc.message)
+        except ItemNotFound as exc:
+            return _error(404, str(exc))
+        return Response(png_bytes(image), media_type="image/png", headers=IMMUTABLE)
 
     async def thumbnails(self, request: Request) -> Response:
         """Many thumbnails in one answer, as data: URLs: the page asks for every one in view at once."""
@@ -342,6 +355,7 @@ def wardrobe_app(settings: Settings) -> Starlette:
         Route(ITEMS, endpoints.items, methods=every),
         Route(ITEMS + "/{item_id}", endpoints.item, methods=every),
         Route(ITEMS + "/{item_id}/thumbnail", endpoints.thumbnail, methods=every),
+        Route(ITEMS + "/{item_id}/input.png", endpoints.model_input, methods=every),
         Route("/wardrobe/thumbnails", endpoints.thumbnails, methods=every),
         Route("/wardrobe/shelves", endpoints.shelves, methods=every),
         Route("/wardrobe/export", endpoints.export, methods=every),

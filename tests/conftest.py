@@ -73,6 +73,15 @@ def postgres():
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's, through Playwright), one for every page test."""
+    from benchmarks.browser import chromium
+
+    with chromium() as launched:
+        yield launched
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request, tmp_path) -> str:
     """A fresh, empty wardrobe database setting (WARDROBE_DB), once per backend."""

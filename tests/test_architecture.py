@@ -8,6 +8,7 @@ count too: a lazy import is still an arrow.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,21 @@ def test_no_import_cycles_between_our_modules():
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+PAGE = REPO / "service" / "static"
+PAGE_IMPORT = re.compile(r'^import (?:[^"\n]+ from )?"([^"]+)";?$', re.MULTILINE)
+
+
+def test_the_page_is_short_modules_that_import_each_other_from_static():
+    """One concern per file (STYLE.md, 15): each ≤ 250 lines, imports only `./x.js` beside it, no cycle."""
+    modules = {path.name: path.read_text() for path in PAGE.glob("*.js") if path.name != "docs.js"}
+    assert {"wardrobe.js", "api.js", "uploads.js", "shelves.js", "learning.js"} <= set(modules)
+    assert {name: text.count("\n") for name, text in modules.items() if text.count("\n") > 250} == {}
+    graph = {}
+    for name, text in modules.items():
+        targets = PAGE_IMPORT.findall(text)
+        assert all(t.startswith("./") and t[2:] in modules for t in targets), (name, targets)  # served from /static
+        graph[name] = {t[2:] for t in targets}
+    assert _cycles(graph) == []
+    assert '<script type="module" src="/static/wardrobe.js">' in (PAGE / "index.html").read_text()

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from wardrobe_server import SAMPLES, client, wardrobe_server
 
-from contract.store.export import read_export
+from contract.store.export import class_folder, read_export
 
 TOKEN = "s3cret-wardrobe-token"
 SAMPLE_SHELVES = {"sneaker.png": "Sneaker", "trouser.png": "Trouser", "ankle-boot.png": "Ankle boot"}
@@ -113,6 +113,29 @@ def test_the_thumbnail_is_a_small_upright_webp(http):
     assert thumbnail.format == "WEBP" and thumbnail.size == (128, 256)
 
 
+def test_the_model_input_is_served_as_the_28x28_png_the_model_classified(http):
+    photo = Image.new("RGB", (900, 700), (236, 231, 224))
+    photo.paste((40, 52, 90), (300, 100, 600, 600))  # a dark garment on a light floor
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=92)
+    files = [_sample("trouser.png"), ("images", ("floor.jpg", buffer.getvalue(), "image/jpeg"))]
+    crop, shot = http.post("/wardrobe/items", files=files).json()
+    answers = {}
+    for item in (crop, shot):
+        response = http.get(f"/wardrobe/items/{item['id']}/input.png")
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+        assert "immutable" in response.headers["cache-control"]  # an id's model input never changes
+        answers[item["filename"]] = Image.open(io.BytesIO(response.content))
+    assert {(i.format, i.mode, i.size) for i in answers.values()} == {("PNG", "L", (28, 28))}
+    # A Fashion-MNIST crop reaches the model untouched: its model input is the file's own pixels.
+    assert np.array_equal(np.asarray(answers["trouser.png"]), np.asarray(Image.open(SAMPLES / "trouser.png")))
+    # A photo's is what the service's preprocessing made of it, the export's image of that item.
+    with zipfile.ZipFile(io.BytesIO(http.get("/wardrobe/export").content)) as archive:
+        exported = Image.open(io.BytesIO(archive.read(f"{class_folder(shot['label'])}/{shot['id']}.png")))
+    assert np.array_equal(np.asarray(answers["floor.jpg"]), np.asarray(exported))
+    assert np.asarray(answers["floor.jpg"]).max() > 128  # a white garment on black, not an empty frame
+
+
 def test_the_thumbnails_in_view_come_in_one_request_as_data_urls(http):
     added = http.post("/wardrobe/items", files=[_sample("sneaker.png"), _sample("trouser.png")]).json()
     ids = [i["id"] for i in added]
@@ -198,6 +221,8 @@ def test_uploads_get_the_same_4xx_as_classify(http, request_kwargs, status, mess
         ("GET", "/wardrobe/items?corrected=maybe", None, 400, "corrected must be true or false, got 'maybe'"),
         ("GET", "/wardrobe/items?colour=red", None, 400, "unknown query parameter(s) ['colour']"),
         ("GET", "/wardrobe/nothing", None, 404, "no such wardrobe endpoint: /wardrobe/nothing"),
+        ("GET", "/wardrobe/items/999999/input.png", None, 404, "no wardrobe item with id 999999"),
+        ("POST", "/wardrobe/items/{id}/input.png", b"", 405, "POST /wardrobe/items/"),
         ("GET", "/wardrobe/thumbnails?ids=1,x", None, 400, "ids must be item ids separated by commas, got '1,x'"),
         ("GET", "/wardrobe/thumbnails", None, 400, "ids must be item ids separated by commas, got ''"),
         ("GET", "/wardrobe/thumbnails?ids=" + ",".join(map(str, range(1, 102))), None, 400, "at most 100 ids"),
@@ -229,3 +254,10 @@ def test_the_page_and_explorer_are_self_contained(http):
     assert docs.status_code == 200 and "googletagmanager" not in docs.text
     for text in (page.text, docs.text):
         assert "http://" not in text and "https://" not in text
+    # The page is ES modules importing each other from /static: the policy's script-src 'self'
+    # allows that, and a module is only run when served with a JavaScript media type.
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for module in sorted((SAMPLES.parent / "static").glob("*.js")):
+        served = http.get(f"/static/{module.name}")
+        assert served.status_code == 200 and served.content == module.read_bytes(), module.name
+        assert served.headers["content-type"].split(";")[0] in ("text/javascript", "application/javascript")

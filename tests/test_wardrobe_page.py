@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import shutil
+import socket
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -12,7 +17,7 @@ import pytest
 from PIL import Image
 from wardrobe_server import SAMPLES, wardrobe_server
 
-from benchmarks.browser import DESKTOP, PHONE, chromium, watched_page
+from benchmarks.browser import DESKTOP, PHONE, watched_page
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="chromium not installed (make tools)")
 
@@ -24,12 +29,6 @@ def server(tmp_path_factory):
     logs = tmp_path_factory.mktemp("page-server")
     with wardrobe_server(str(logs / "wardrobe.db"), logs / "server.log") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as launched:
-        yield launched
 
 
 def _card(page, name: str):
@@ -232,3 +231,86 @@ def test_a_locked_wardrobe_asks_for_its_token_once_per_tab(browser, tmp_path):
         # the shelves and the first page of items are asked for together).
         assert all("401" in e for e in watch.console_errors) and len(watch.console_errors) <= 4
         assert watch.non_local == []
+
+
+PASTE = """([name, data]) => {
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([Uint8Array.from(atob(data), (c) => c.charCodeAt(0))], name, { type: "image/png" }));
+  document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true }));
+}"""
+
+
+def test_a_pasted_image_is_added(server, browser):
+    from playwright.sync_api import expect
+
+    with watched_page(browser) as (page, watch):
+        _open(page, server)
+        page.evaluate(PASTE, ["image.png", base64.b64encode((SAMPLES / "ankle-boot.png").read_bytes()).decode()])
+        expect(_shelf(page, "Ankle boot").locator(".card", has_text="image.png")).to_have_count(1, timeout=30_000)
+        expect(page.locator("#arrivals [data-state=shelved]")).to_have_count(1)
+        assert watch.console_errors == [] and watch.non_local == []
+    for item in httpx.get(f"{server}/wardrobe/items", timeout=30).json()["items"]:
+        httpx.delete(f"{server}/wardrobe/items/{item['id']}", timeout=30)
+
+
+def test_a_dropped_folder_is_walked_to_every_photo_in_it(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    folder = tmp_path / "holiday"
+    (folder / "shoes").mkdir(parents=True)
+    shutil.copy(SAMPLES / "trouser.png", folder / "trouser.png")
+    shutil.copy(SAMPLES / "sneaker.png", folder / "shoes" / "sneaker.png")
+    (folder / "shoes" / "notes.txt").write_text("not a photo")
+    with watched_page(browser) as (page, watch):
+        _open(page, server)
+        # A drop from the desktop, as Chromium's own input layer delivers one (DevTools protocol).
+        devtools = page.context.new_cdp_session(page)
+        data = {"items": [], "files": [str(folder)], "dragOperationsMask": 1}
+        for kind in ("dragEnter", "dragOver", "drop"):
+            devtools.send("Input.dispatchDragEvent", {"type": kind, "x": 300, "y": 300, "data": data})
+        expect(page.locator("#arrivals [data-state=shelved]")).to_have_count(2, timeout=30_000)
+        expect(_shelf(page, "Trouser").locator(".card", has_text="trouser.png")).to_have_count(1)
+        expect(_shelf(page, "Sneaker").locator(".card", has_text="sneaker.png")).to_have_count(1)
+        expect(page.locator("#arrivals li[data-state=skipped]")).to_contain_text("notes.txt")
+        assert watch.console_errors == [] and watch.non_local == []
+    for item in httpx.get(f"{server}/wardrobe/items", timeout=30).json()["items"]:
+        httpx.delete(f"{server}/wardrobe/items/{item['id']}", timeout=30)
+
+
+@contextmanager
+def _stalled_uploads(url: str, count: int):
+    """`count` uploads that send their headers and then nothing: each holds a request slot."""
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    head = (f"POST /classify HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 100000\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n").encode()  # fmt: skip
+    sockets = [socket.create_connection((host, port)) for _ in range(count)]
+    try:
+        for connection in sockets:
+            connection.sendall(head)
+        yield
+    finally:
+        for connection in sockets:
+            connection.close()
+
+
+def test_a_busy_server_is_tried_again_and_the_photo_lands(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    cap = 6  # requests in progress per worker: as many as Chromium opens to one server
+    busy = {"WARDROBE_MAX_CONNECTIONS": str(cap), "WARDROBE_BODY_IDLE_S": "25"}
+    with wardrobe_server(str(tmp_path / "w.db"), tmp_path / "server.log", **busy) as url, \
+            watched_page(browser) as (page, watch):  # fmt: skip
+        _open(page, url)
+        with _stalled_uploads(url, cap):
+            deadline = time.monotonic() + 30
+            while httpx.get(f"{url}/wardrobe/shelves", timeout=30).status_code != 503:  # every slot taken
+                assert time.monotonic() < deadline, "the stalled uploads never filled the worker"
+                time.sleep(0.05)
+            page.set_input_files("#pick-files", [SAMPLES / "sneaker.png"])
+            row = page.locator("#arrivals li", has_text="sneaker.png")
+            expect(row.locator(".detail")).to_have_text("server busy, trying again", timeout=30_000)
+        # The stalled uploads have gone: the next try (after Retry-After) lands.
+        expect(row).to_have_attribute("data-state", "shelved", timeout=30_000)
+        expect(_shelf(page, "Sneaker").locator(".card", has_text="sneaker.png")).to_have_count(1)
+        posts = [r for r in watch.requests if r.method == "POST" and r.url.endswith("/wardrobe/items")]
+        assert len(posts) >= 2 and all("503" in e for e in watch.console_errors) and watch.non_local == []

@@ -1,0 +1,83 @@
+// Teaching the model: how many corrections wait for a fine-tune, the commands that run it, an
+// audit of items the model was confident about (confirm or fix them), and the export button.
+
+import { API, UNSURE, api, json } from "./api.js";
+import { $, count, say } from "./dom.js";
+import { fillMoveOptions, moveSelect } from "./cards.js";
+import { move } from "./shelves.js";
+import * as thumbnails from "./thumbnails.js";
+
+/** Fill the panel from GET /wardrobe/learning; an older server without it leaves the panel hidden. */
+export async function loadLearning() {
+  let learning;
+  try {
+    learning = await json(`${API}/learning`);
+  } catch {
+    return; // the rest of the page works without it
+  }
+  const n = learning.waiting;
+  $("#learning-waiting").textContent =
+    `${count(n, "correction")} waiting to teach the model (${learning.corrected} in all; ` +
+    `serving model ${learning.model_sha256.slice(0, 12)}).`;
+  $("#learning-waiting").dataset.waiting = String(n);
+  $("#learning-commands").textContent = learning.commands.join("\n");
+  $("#audit").replaceChildren(...learning.audit.map(auditRow));
+  $("#audit-box").hidden = learning.audit.length === 0;
+  $("#learning").hidden = false;
+}
+
+function auditRow(item) {
+  const row = document.createElement("li");
+  row.dataset.id = item.id;
+  const img = Object.assign(document.createElement("img"), { alt: item.filename, width: 96, height: 96 });
+  img.className = "thumb";
+  img.dataset.id = item.id;
+  const question = Object.assign(document.createElement("p"), { textContent: `${item.predicted_label}?` });
+  const right = Object.assign(document.createElement("button"), { type: "button", textContent: "Right" });
+  right.setAttribute("aria-label", `${item.filename} is a ${item.predicted_label}: right`);
+  const fix = moveSelect({ ...item, shelf: UNSURE, label_source: "model" });
+  fix.setAttribute("aria-label", `${item.filename}: the right shelf`);
+  right.addEventListener("click", () => audited(row, item, item.predicted_label));
+  fix.addEventListener("change", () => fix.value && audited(row, item, fix.value));
+  row.append(img, question, right, fix);
+  thumbnails.observe(img);
+  return row;
+}
+
+// Confirming is labelling: the item becomes the person's. The row goes only once the server
+// has taken the label; after a failure it stays, to be answered again.
+async function audited(row, item, label) {
+  const controls = row.querySelectorAll("button, select");
+  controls.forEach((control) => (control.disabled = true));
+  const moved = await move(item.id, label, item);
+  controls.forEach((control) => (control.disabled = false));
+  if (!moved) {
+    row.querySelector("select").value = "";
+    return;
+  }
+  thumbnails.forget(row.querySelector("img"));
+  row.remove();
+  if (!$("#audit").children.length) $("#audit-box").hidden = true;
+}
+
+// The audit's selects get their options on first use, as the cards' do. (There is no
+// `onfocusin` property in Chromium: a listener is the way to hear focusin.)
+$("#audit").addEventListener("focusin", fillMoveOptions);
+$("#audit").addEventListener("pointerdown", fillMoveOptions, true);
+
+// The export is fetched (with the token, when there is one) and saved under the server's name.
+$("#export").addEventListener("click", async (event) => {
+  event.preventDefault();
+  try {
+    const response = await api(`${API}/export`);
+    const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "")?.[1];
+    const link = Object.assign(document.createElement("a"), {
+      href: URL.createObjectURL(await response.blob()),
+      download: name || "wardrobe-export.zip",
+    });
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  } catch (error) {
+    say(`Export failed: ${error.message}`);
+  }
+});
