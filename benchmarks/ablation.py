@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from training.atomic import write_json
+from contract.files import write_json
 from training.config import load_config
 from training.train import main as train
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import onnx
 
 from benchmarks.model_speed import measure
+from contract.files import write_json
 from contract.metadata import write_metadata
-from training.atomic import write_json
 from training.export import InferenceGraph, fold_batchnorm, to_onnx
 from training.fashion_mnist import CLASSES
 from training.models import ModelConfig, build_model, count_parameters

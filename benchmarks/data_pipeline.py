@@ -21,8 +21,8 @@ import torch
 import torchvision
 from torchvision import transforms
 
+from contract.files import write_json
 from training import fashion_mnist
-from training.atomic import write_json
 from training.augment import AugmentConfig
 from training.data import TensorBatchLoader, stratified_split
 from training.presets import TrainPreset

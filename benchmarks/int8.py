@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.files import write_json
 from contract.preprocess import to_model_input
 from contract.runtime import load_model
 from training import fashion_mnist
-from training.atomic import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "int8.json"
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.files import write_json
 from contract.runtime import Classifier, load_model
-from training.atomic import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "model_speed.json"
 BATCHES = (1, 64)

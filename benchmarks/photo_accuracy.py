@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from contract.files import write_json
 from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
 from contract.runtime import load_model
 from report.photolike import phone_photo, photo_like_set
-from training.atomic import write_json
 from training.fashion_mnist import load
 
 GOAL = 0.95

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.files import write_json
 from contract.preprocess import DEFAULT_MAX_PIXELS, decode_image, to_fashion_mnist
 from report.photolike import PHONE_FORMATS, make_photo_like, phone_photo
-from training.atomic import write_json
 from training.fashion_mnist import load
 
 RESULTS = Path(__file__).resolve().parent / "results" / "photo_decode.json"

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.files import move_into_place, naming_the_file
 from contract.runtime import load_model
 from report import figures, story
 from report.compute import Context, ReportSettings, Stages, compute
 from report.render import render
 from training import fashion_mnist
-from training.atomic import naming_the_file
 
 # Gate name -> True when higher is better. `--fail-under ece=0.03` fails when ECE is above 0.03.
 GATES = {
@@ -174,7 +174,7 @@ def write_report(args: argparse.Namespace, settings: ReportSettings | None = Non
             if out.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
                 out.rename(old / out.name)
-            tmp.rename(out)
+            move_into_place(tmp, out)  # every file flushed, then the name
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
         except BaseException:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from contract import stats
 from contract.metadata import source_commit
 from contract.preprocess import to_model_input
 from contract.runtime import Classifier, softmax
@@ -353,8 +354,8 @@ def _label_issue_section(images, labels, probs, classes, s, fig: FigureInputs) -
 def _selective_section(conf, correct, val_logits, val_labels, s, fig: FigureInputs) -> dict:
     val_probs = softmax(val_logits, dtype=np.float64)
     val_correct = val_probs.argmax(1) == val_labels
-    threshold = metrics.threshold_for_accuracy(val_probs.max(1), val_correct, s.target_accuracy)
-    curve = metrics.risk_coverage(conf, correct.astype(np.float64))
+    threshold = stats.threshold_for_accuracy(val_probs.max(1), val_correct, s.target_accuracy)
+    curve = stats.risk_coverage(conf, correct.astype(np.float64))
     at = metrics.selective_at(conf, correct, threshold) if threshold is not None else None
     fig.risk_coverage = (curve["coverage"], curve["accuracy"])
     grid = np.linspace(0.05, 1, 20)
@@ -402,7 +403,7 @@ def _comparison_section(other, images, labels, correct, probs, classes, s, fig: 
         "macro_f1": summary["macro_f1"],
         "ece": calibration.expected_calibration_error(other_probs, labels, s.ece_bins),
         "disagreements": int((pred != other_pred).sum()),
-        "mcnemar": metrics.mcnemar(correct, other_correct),
+        "mcnemar": stats.mcnemar(correct, other_correct),
         "figure": "disagreements.png" if len(differ) else None,
     }
 
@@ -417,7 +418,7 @@ def _wardrobe_section(model, old, items: WardrobeItems, which: str, classes, s, 
         "items": n,
         "which": which,
         "accuracy": float(new_correct.mean()),
-        "accuracy_ci": list(metrics.wilson_interval(int(new_correct.sum()), n)),
+        "accuracy_ci": list(stats.wilson_interval(int(new_correct.sum()), n)),
         "old_accuracy": None,
         "old_accuracy_ci": None,
         "gain": None,
@@ -438,9 +439,9 @@ def _wardrobe_section(model, old, items: WardrobeItems, which: str, classes, s, 
     if old_pred is not None:
         old_correct = old_pred == items.labels
         section["old_accuracy"] = float(old_correct.mean())
-        section["old_accuracy_ci"] = list(metrics.wilson_interval(int(old_correct.sum()), n))
+        section["old_accuracy_ci"] = list(stats.wilson_interval(int(old_correct.sum()), n))
         section["gain"] = section["accuracy"] - section["old_accuracy"]
-        section["mcnemar"] = metrics.mcnemar(new_correct, old_correct)
+        section["mcnemar"] = stats.mcnemar(new_correct, old_correct)
         changed = np.nonzero(new_pred != old_pred)[0]
         section["changed_count"] = len(changed)
         section["changed"] = [

@@ -1,32 +1,21 @@
-"""Pure evaluation metrics: accuracy and its intervals, per-class scores, selective prediction,
-McNemar's test and the corruption error. Arrays in, numbers out; seeds are passed in. Calibration
-(temperature, ECE, NLL) is training/calibration.py's, the same code the exporter uses."""
+"""Pure evaluation metrics: bootstrap intervals of accuracy and per-class scores, the majority
+baseline, confusions, selective accuracy at a threshold and the corruption error. Arrays in,
+numbers out; seeds are passed in. Wilson intervals, McNemar's test and the accuracy threshold are
+contract/stats.py's; calibration (temperature, ECE, NLL) is training/calibration.py's, the same
+code the exporter uses."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
+from contract.stats import wilson_interval
 
 
 def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
     return float(np.mean(np.asarray(labels) == np.asarray(predictions)))
-
-
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (Wilson 1927)."""
-    if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
@@ -149,32 +138,6 @@ def top_confused_pairs(cm: np.ndarray, k: int) -> list[dict]:
 # Selective prediction
 
 
-def risk_coverage(confidence: np.ndarray, correct: np.ndarray) -> dict:
-    """Accuracy of the k most confident answers for every k: coverage k/n, accuracy there, and
-    the confidence threshold that keeps them. Ties in confidence are kept together."""
-    order = np.argsort(-confidence, kind="stable")
-    conf_sorted = confidence[order]
-    hits = np.cumsum(correct[order])
-    k = np.arange(1, len(order) + 1)
-    # only cut where the next confidence differs, so a threshold keeps whole tie groups
-    last_of_group = np.r_[conf_sorted[1:] != conf_sorted[:-1], True]
-    k, hits, thresholds = k[last_of_group], hits[last_of_group], conf_sorted[last_of_group]
-    acc = hits / k
-    coverage = k / len(order)
-    aurc = float(np.mean(1 - np.cumsum(correct[order]) / np.arange(1, len(order) + 1)))
-    return {"coverage": coverage, "accuracy": acc, "threshold": thresholds, "aurc": aurc}
-
-
-def threshold_for_accuracy(confidence: np.ndarray, correct: np.ndarray, target: float) -> float | None:
-    """The lowest confidence threshold whose kept answers (confidence >= it) reach `target`
-    accuracy, i.e. the largest coverage that does; None if no threshold reaches it."""
-    curve = risk_coverage(confidence, correct)
-    ok = np.nonzero(curve["accuracy"] >= target)[0]
-    if len(ok) == 0:
-        return None
-    return float(curve["threshold"][ok[-1]])
-
-
 def selective_at(confidence: np.ndarray, correct: np.ndarray, threshold: float) -> dict:
     """Coverage and accuracy of the answers with confidence >= threshold."""
     keep = confidence >= threshold
@@ -182,31 +145,6 @@ def selective_at(confidence: np.ndarray, correct: np.ndarray, threshold: float) 
     return {
         "coverage": kept / len(confidence),
         "accuracy": float(correct[keep].mean()) if kept else float("nan"),
-    }
-
-
-# ---------------------------------------------------------------------------
-# Paired comparison
-
-
-def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
-    """McNemar's test on paired correctness: the exact two-sided binomial p-value on the
-    discordant pairs, and the continuity-corrected chi-square beside it."""
-    correct_a = np.asarray(correct_a, dtype=bool)
-    correct_b = np.asarray(correct_b, dtype=bool)
-    b = int(np.sum(correct_a & ~correct_b))  # A right, B wrong
-    c = int(np.sum(~correct_a & correct_b))  # A wrong, B right
-    n = b + c
-    if n == 0:
-        return {"a_only": b, "b_only": c, "p_exact": 1.0, "chi2": 0.0, "p_chi2": 1.0}
-    p_exact = float(stats.binomtest(min(b, c), n, 0.5).pvalue)
-    chi2 = (abs(b - c) - 1) ** 2 / n
-    return {
-        "a_only": b,
-        "b_only": c,
-        "p_exact": min(1.0, p_exact),
-        "chi2": float(chi2),
-        "p_chi2": float(stats.chi2.sf(chi2, 1)),
     }
 
 

@@ -42,6 +42,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from contract.files import write_bytes
 from contract.preprocess import to_model_input
 from contract.runtime import Classifier, ModelError
 from service.batching import Batcher
@@ -143,17 +144,6 @@ def wardrobe_items(db: str) -> Callable[[Classifier], tuple[np.ndarray, list[str
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _signature(path: Path) -> tuple | None:
@@ -300,12 +290,12 @@ class ModelSwitch:
                 raise
             old_data = self.current.data
             if candidate is not None:  # keep the model it replaces, say what was decided, then install
-                await anyio.to_thread.run_sync(_write_atomic, self.previous_path, old_data)
+                await anyio.to_thread.run_sync(write_bytes, self.previous_path, old_data)
                 await anyio.to_thread.run_sync(self._write_accepted, sha, "reload")
-                await anyio.to_thread.run_sync(_write_atomic, self.path, data)
+                await anyio.to_thread.run_sync(write_bytes, self.path, data)
                 self._seen = _signature(self.path)
             elif not followed and self.installable:  # replaced under us: its predecessor lives on only in memory
-                await anyio.to_thread.run_sync(_write_atomic, self.previous_path, old_data)
+                await anyio.to_thread.run_sync(write_bytes, self.previous_path, old_data)
             old = self._activate(classifier, data)
             entry = {"result": "swapped", "how": followed and "followed" or how, "model_sha256": sha,
                      "previous_sha256": old.sha256, "canary": canary.as_dict() if canary else None}  # fmt: skip
@@ -326,8 +316,8 @@ class ModelSwitch:
             classifier, _ = await self._decide(data, "rollback")
             old_data = self.current.data
             await anyio.to_thread.run_sync(self._write_accepted, sha, "rollback")
-            await anyio.to_thread.run_sync(_write_atomic, self.previous_path, old_data)
-            await anyio.to_thread.run_sync(_write_atomic, self.path, data)
+            await anyio.to_thread.run_sync(write_bytes, self.previous_path, old_data)
+            await anyio.to_thread.run_sync(write_bytes, self.path, data)
             self._seen = _signature(self.path)
             old = self._activate(classifier, data)
             log.info("model rolled back: now serving %s, previous %s kept at %s", sha, old.sha256, self.previous_path)
@@ -336,7 +326,7 @@ class ModelSwitch:
 
     def _write_accepted(self, sha: str, how: str) -> None:
         record = {"sha256": sha, "how": how, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        _write_atomic(self.accepted_path, (json.dumps(record) + "\n").encode())
+        write_bytes(self.accepted_path, (json.dumps(record) + "\n").encode())
 
     async def watch(self, interval_s: float = WATCH_INTERVAL_S) -> None:
         """Poll the served file; when it was replaced, decide about it like a reload."""

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from test_stats import threshold_by_brute_force
 
 from contract.runtime import load_model
 from training.calibration import (
     calibration_bins,
-    confidence_threshold,
     expected_calibration_error,
     fit_temperature,
     softmax,
+    unsure_threshold,
 )
 from training.data import stratified_split
 
@@ -51,15 +54,15 @@ def test_calibration_bins_count_every_prediction_and_weight_the_gap():
     assert bins["ece"] == pytest.approx(0.5 * 0.45 + 0.5 * 0.45)
 
 
-def test_confidence_threshold_keeps_the_most_answers_that_reach_the_target():
+def test_unsure_threshold_keeps_the_most_answers_that_reach_the_target():
     confidence = np.array([0.99, 0.98, 0.97, 0.90, 0.80, 0.70])
     correct = np.array([True, True, True, True, False, True])
     probabilities = np.stack([confidence, 1 - confidence], axis=1)
     labels = np.where(correct, 0, 1)
-    assert confidence_threshold(probabilities, labels, 1.0) == pytest.approx(0.90)
-    assert confidence_threshold(probabilities, labels, 0.8) == pytest.approx(0.70)
-    with pytest.raises(ValueError, match="target_accuracy"):
-        confidence_threshold(probabilities, labels, 1.5)
+    assert unsure_threshold(probabilities, labels, 1.0) == pytest.approx(0.90)
+    assert unsure_threshold(probabilities, labels, 0.8) == pytest.approx(0.70)
+    with pytest.raises(ValueError, match="target accuracy"):
+        unsure_threshold(probabilities, labels, 1.5)
 
 
 def test_exported_model_serves_calibrated_confidence_and_records_its_threshold(tiny_model_path, fmnist):
@@ -73,10 +76,12 @@ def test_exported_model_serves_calibrated_confidence_and_records_its_threshold(t
     labels = fmnist.train_labels[val]
     # the temperature is already in the graph: fitting again on the same split finds ~1
     assert fit_temperature(np.log(probabilities), labels) == pytest.approx(1.0, abs=0.02)
-    confident = probabilities.max(1) >= threshold
-    assert confident.any(), "the recorded threshold is rounded down, so the top answer stays above it"
-    reached = (probabilities.argmax(1)[confident] == labels[confident]).mean() >= 0.99
-    assert reached or threshold >= probabilities.max() - 1e-4  # a weak model: only its top answer is sure
+    # the threshold the exporter recorded is the one found by trying every validation confidence
+    confidence, correct = probabilities.max(1), probabilities.argmax(1) == labels
+    expected = threshold_by_brute_force(confidence, correct, 0.99)
+    expected = confidence.max() if expected is None else expected  # none reaches 99%: only the top is sure
+    assert threshold == pytest.approx(math.floor(expected * 1e4) / 1e4, abs=1.01e-4)  # recorded rounded down
+    assert (confidence >= threshold).any()
     assert float(meta["test_ece"]) == pytest.approx(
         expected_calibration_error(
             softmax(model.logits(fmnist.test_images.astype(np.float32)[:, None] / 255)), fmnist.test_labels

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
@@ -52,15 +50,6 @@ def test_bootstrap_intervals_are_reproducible_for_a_seed_and_contain_the_estimat
     assert 0.01 < hi - lo < 0.08  # about ±2 points for n = 2000 near 80% accuracy
 
 
-def test_wilson_interval_matches_published_values():
-    # Newcombe (1998), Table I: 81/263 -> 0.2553 to 0.3662
-    lo, hi = metrics.wilson_interval(81, 263)
-    assert (round(lo, 4), round(hi, 4)) == (0.2553, 0.3662)
-    assert metrics.wilson_interval(0, 10)[0] == 0.0
-    with pytest.raises(ValueError, match="n must be positive"):
-        metrics.wilson_interval(0, 0)
-
-
 def ece_by_loops(probs: np.ndarray, labels: np.ndarray, bins: int) -> float:
     """Guo et al. 2017's definition written out plainly: bins (lo, hi] of the max probability."""
     conf = probs.max(1)
@@ -86,31 +75,11 @@ def test_ece_matches_an_independent_computation():
     assert sum(bins["count"]) == len(labels)
 
 
-def test_threshold_for_accuracy_keeps_the_largest_set_that_reaches_the_target():
+def test_selective_at_keeps_the_answers_at_or_above_the_threshold():
     conf = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6])
     correct = np.array([1, 1, 1, 0, 1, 0], dtype=float)
-    assert metrics.threshold_for_accuracy(conf, correct, 1.0) == 0.9
-    assert metrics.threshold_for_accuracy(conf, correct, 0.8) == 0.7  # 4 of 5 right
-    assert metrics.threshold_for_accuracy(conf, np.zeros(6), 0.5) is None
     at = metrics.selective_at(conf, correct, 0.9)
     assert at == {"coverage": 0.5, "accuracy": 1.0}
-
-
-def test_risk_coverage_keeps_ties_together():
-    curve = metrics.risk_coverage(np.array([0.9, 0.9, 0.5]), np.array([1.0, 0.0, 1.0]))
-    assert curve["coverage"].tolist() == pytest.approx([2 / 3, 1.0])
-    assert curve["accuracy"].tolist() == pytest.approx([0.5, 2 / 3])
-
-
-def test_mcnemar_exact_p_value_is_the_two_sided_binomial():
-    a = np.array([1] * 10 + [0] * 2 + [1] * 50, dtype=bool)
-    b = np.array([0] * 10 + [1] * 2 + [1] * 50, dtype=bool)
-    result = metrics.mcnemar(a, b)
-    assert (result["a_only"], result["b_only"]) == (10, 2)
-    expected = 2 * sum(math.comb(12, i) for i in range(3)) / 2**12  # 0.0386
-    assert result["p_exact"] == pytest.approx(expected)
-    assert result["chi2"] == pytest.approx((10 - 2 - 1) ** 2 / 12)
-    assert metrics.mcnemar(a, a)["p_exact"] == 1.0
 
 
 def test_top_confused_pairs_are_the_largest_off_diagonal_cells():

@@ -123,6 +123,41 @@ def test_a_deleted_id_is_gone_and_never_given_again(store):
     assert store.get(first.id) == first
 
 
+def _on_disk(path) -> bytes:
+    """The database file and its write-ahead log, as bytes an attacker with the disk could read."""
+    return b"".join(p.read_bytes() for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+
+
+def test_a_deleted_photo_is_gone_from_the_database_file(tmp_path):
+    path = tmp_path / "wardrobe.db"
+    photo = os.urandom(3000)  # a thumbnail no page could hold by chance
+    with Store.open(str(path)) as opened:
+        [kept, removed] = opened.add([_new(seed=1), _new(seed=2, thumbnail=photo)])
+        with opened.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+    assert photo in _on_disk(path)  # stored: the check below can see it
+    with Store.open(str(path)) as opened:
+        opened.delete(removed.id)
+        assert opened.get(kept.id) == kept
+    assert photo not in _on_disk(path)
+
+
+def test_without_secure_delete_a_deleted_photo_would_stay_readable(tmp_path):
+    """The control for the test above: the same delete with SQLite's secure_delete off leaves the bytes."""
+    import sqlite3
+
+    path = tmp_path / "wardrobe.db"
+    photo = os.urandom(3000)
+    with Store.open(str(path)) as opened:
+        [removed] = opened.add([_new(seed=2, thumbnail=photo)])
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA secure_delete = OFF")
+    with connection:
+        connection.execute("DELETE FROM items WHERE id = ?", (removed.id,))
+    connection.close()
+    assert photo in _on_disk(path)
+
+
 def test_an_upload_is_stored_whole_or_not_at_all(store):
     [earlier] = store.add([_new(seed=1)])
     broken = _new(seed=3, predicted_label=None)  # NOT NULL: the database refuses the third row

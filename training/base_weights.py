@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from contract.files import sha256_file
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import TrainConfig, config_from_dict
 from training.models import build_model
@@ -54,10 +54,6 @@ def load_base(path: Path) -> tuple[nn.Module, TrainConfig, dict]:
         first = str(exc).strip().splitlines()[0]
         raise ValueError(f"{path}: weights do not match the checkpoint's architecture ({first})") from None
     return model.eval(), cfg, state
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def from_onnx(onnx_path: Path) -> tuple[nn.Module, TrainConfig]:

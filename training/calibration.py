@@ -1,8 +1,7 @@
 """Confidence calibration: temperature scaling fitted on validation, the expected calibration
-error, and the confidence threshold that reaches a target accuracy.
+error, and the `unsure` threshold a model records.
 
-Pure NumPy (no SciPy), so the exporter runs wherever PyTorch and onnxruntime do. The
-report computes its calibration figures with these same functions.
+The report computes its calibration figures with these same functions.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import numpy as np
 
 from contract import metadata as meta
 from contract.runtime import softmax as contract_softmax
+from contract.stats import threshold_for_accuracy
 
 # Golden-section search on log T: NLL(softmax(z / T)) is convex in 1/T, hence unimodal in log T.
 _GOLDEN = (math.sqrt(5) - 1) / 2
@@ -76,23 +76,15 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     return calibration_bins(probabilities, labels, bins)["ece"]
 
 
-def confidence_threshold(probabilities: np.ndarray, labels: np.ndarray, target_accuracy: float) -> float:
-    """The lowest confidence t such that the answers with confidence ≥ t are at least
-    `target_accuracy` correct (the most answers that keep the target). Ties stay together;
-    when even the most confident group misses the target, the top confidence is returned."""
-    if not 0 < target_accuracy <= 1:
-        raise ValueError(f"target_accuracy must be in (0, 1], got {target_accuracy!r}")
+def unsure_threshold(probabilities: np.ndarray, labels: np.ndarray, target_accuracy: float) -> float:
+    """The confidence at and above which answers were at least `target_accuracy` correct, keeping
+    the most answers (contract/stats.py). When no confidence reaches the target, not even the
+    most confident tie group, it is the top confidence: only answers that sure count as sure."""
     probabilities = np.asarray(probabilities)
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
-    order = np.argsort(-confidence, kind="stable")
-    conf_sorted = confidence[order]
-    accuracy = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
-    # only cut where the next confidence differs, so a threshold keeps whole tie groups
-    cut = np.r_[conf_sorted[1:] != conf_sorted[:-1], True] & (accuracy >= target_accuracy)
-    if not cut.any():
-        return float(conf_sorted[0])
-    return float(conf_sorted[np.flatnonzero(cut)[-1]])
+    threshold = threshold_for_accuracy(confidence, correct, target_accuracy)
+    return float(confidence.max()) if threshold is None else threshold
 
 
 UNSURE_TARGET_ACCURACY = 0.99  # answers at or above the recorded threshold were this accurate on validation
@@ -103,7 +95,7 @@ def calibration_metadata(
 ) -> dict[str, str]:
     """The calibration entries of a model's metadata, from the probabilities the file itself serves:
     ECE on validation and test, and the `unsure` threshold chosen on validation."""
-    threshold = confidence_threshold(val_probabilities, val_labels, UNSURE_TARGET_ACCURACY)
+    threshold = unsure_threshold(val_probabilities, val_labels, UNSURE_TARGET_ACCURACY)
     return {
         meta.VAL_ECE: f"{expected_calibration_error(val_probabilities, val_labels):.4f}",
         meta.TEST_ECE: f"{expected_calibration_error(test_probabilities, test_labels):.4f}",

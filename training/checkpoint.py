@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from training.atomic import atomic_write
+from contract.files import atomic_write
 
 
 def save_checkpoint(state: dict, path: Path) -> None:

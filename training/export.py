@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +23,10 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from contract import metadata as meta
+from contract.files import make_temp_beside, move_into_place, naming_the_file
 from contract.preprocess import to_model_input
 from contract.runtime import INPUT_NAME, OUTPUT_NAME, load_model
 from training import fashion_mnist
-from training.atomic import make_temp_beside, naming_the_file
 from training.calibration import UNSURE_TARGET_ACCURACY, calibration_metadata, fit_temperature, softmax
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig, config_from_dict
@@ -244,7 +243,7 @@ def export(source: Path, out: Path, data_dir: str | None = None, parity_device: 
         )
         with naming_the_file(out, "model"):
             onnx.save(proto, tmp)
-        os.replace(tmp, out)
+            move_into_place(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     return ExportResult(

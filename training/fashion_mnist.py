@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.atomic import make_temp_beside
+from contract.files import make_temp_beside, move_into_place
 from training.idx import IdxFormatError, check_pair, parse_idx, read_idx_bytes
 
 CLASSES = (
@@ -104,7 +104,7 @@ def download_official(directory: Path, base_url: str = OFFICIAL_URL) -> None:
         try:
             tmp.write_bytes(payload)
             _verify(tmp, sha, label=base_url + name)
-            os.replace(tmp, target)
+            move_into_place(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
 

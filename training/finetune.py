@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import stats
 from torch import nn
 from tqdm import tqdm
 
+from contract.files import make_temp_beside, move_into_place, sha256_file, write_json
+from contract.stats import accuracy_with_interval, mcnemar
 from training import fashion_mnist, wardrobe_data
-from training.atomic import make_temp_beside, write_json
-from training.base_weights import load_base, resolve, sha256_file
+from training.base_weights import load_base, resolve
 from training.checkpoint import save_checkpoint
 from training.config import ConfigError, TrainConfig, load_config
 from training.data import TensorBatchLoader, stratified_split
@@ -79,27 +79,18 @@ def finetune_one_epoch(model, teacher, loader, optimizer, scheduler, cfg: TrainC
     return loss_sum / seen, correct / seen
 
 
-def accuracy_with_interval(correct: np.ndarray) -> dict:
-    """Accuracy and its 95% Wilson score interval."""
-    k, n = int(np.sum(correct)), len(correct)
-    ci = stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
-    return {"n": n, "correct": k, "accuracy": k / n, "ci95": [float(ci.low), float(ci.high)]}
-
-
 def compare(before: np.ndarray, after: np.ndarray) -> dict:
     """Paired before/after correctness: both accuracies with intervals, the change, and McNemar's
     exact test on the items where exactly one of them is right."""
-    fixed = int(np.sum(~before & after))
-    broken = int(np.sum(before & ~after))
-    p = float(stats.binomtest(min(fixed, broken), fixed + broken).pvalue) if fixed + broken else 1.0
     b, a = accuracy_with_interval(before), accuracy_with_interval(after)
+    test = mcnemar(after, before)
     return {
         "before": b,
         "after": a,
         "change_points": round(100 * (a["accuracy"] - b["accuracy"]), 2),
-        "fixed": fixed,
-        "broken": broken,
-        "mcnemar_p": min(1.0, p),
+        "fixed": test["a_only"],
+        "broken": test["b_only"],
+        "mcnemar_p": test["p_exact"],
     }
 
 
@@ -205,7 +196,7 @@ def main(cfg: TrainConfig, run_dir: Path | None = None, data_dir: str | None = N
     run_dir = Path(run_dir) if run_dir else Path(cfg.out_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.name}"
     run_dir.mkdir(parents=True, exist_ok=True)
     frozen = run_dir / "wardrobe-export.zip"
-    os.replace(snapshot.path, frozen)
+    move_into_place(snapshot.path, frozen)
 
     ds = fashion_mnist.load(data_dir or cfg.data.data_dir or None)
     split = stratified_split(ds.train_labels, cfg.data.val_size, cfg.data.split_seed)

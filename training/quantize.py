@@ -8,7 +8,6 @@ made from (largest |Δlogit| and how many test predictions change).
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
 
 from contract import metadata as meta
+from contract.files import move_into_place
 from contract.preprocess import to_model_input
 from contract.runtime import INPUT_NAME, int8_variant, load_model
 from training import fashion_mnist
@@ -119,7 +119,7 @@ def quantize_int8(
             },
         )
         onnx.save(proto, str(quantized))
-        os.replace(quantized, out)
+        move_into_place(quantized, out)
     return QuantizeResult(out, test_acc, val_acc, diff, changed, out.stat().st_size)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from training.atomic import atomic_write, write_json
+from contract.files import atomic_write, write_json
 
 
 class RunLog:

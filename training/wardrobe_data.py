@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from contract import store
-from training.atomic import atomic_write
+from contract.files import atomic_write, sha256_file
 from training.fashion_mnist import CLASSES
 
 PERSON = "person"
@@ -168,14 +168,6 @@ def folder_records(root: Path) -> list[store.LabelledImage]:
 
 def is_database_url(source: str) -> bool:
     return "://" in source
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def freeze(source: str, dest: Path) -> Snapshot:
