@@ -112,8 +112,8 @@ GPU = Plan(
     reserve_s=210,
     batches=(1, 64, 256, 1024),
 )
-TINY = ("model.channels=[8,16]", "model.convs_per_stage=1", "epochs=1", "data.train_subset=512", "batch_size=256",
-        "data.val_size=500")  # fmt: skip
+TINY = ("model.channels=[8,16]", "model.convs_per_stage=1", "epochs=1", "schedule.warmup_epochs=0.3",
+        "data.train_subset=512", "batch_size=256", "data.val_size=500")  # fmt: skip
 DRY = Plan(
     dry=True,
     device="cpu",
@@ -145,7 +145,10 @@ def choose_recipe(plan: Plan, epoch_s: float, budget_s: float) -> dict:
         return {"recipe": plan.fallback_recipe, "extra": [], "why": why}
     epochs = max(1, int(budget_s // epoch_s))
     why += f"; the shipped recipe cut to {epochs} epochs"
-    return {"recipe": plan.fallback_recipe, "extra": [f"epochs={epochs}"], "why": why}
+    extra = [f"epochs={epochs}"]
+    if load_config(plan.fallback_recipe, plan.overrides).schedule.warmup_epochs > epochs:
+        extra.append(f"schedule.warmup_epochs={epochs * 0.3:g}")  # a warm-up longer than the run is refused
+    return {"recipe": plan.fallback_recipe, "extra": extra, "why": why}
 
 
 class ConvWatch:

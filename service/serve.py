@@ -2,7 +2,8 @@
 
 The server runs in its own process group, and whatever ends the command —
 Ctrl-C, SIGTERM, an error — stops that whole group: no `bentoml serve` or
-worker process outlives `wardrobe serve`/`demo` holding the port.
+worker process outlives `wardrobe serve`/`demo` holding the port. Ctrl-C and
+SIGTERM are how a person stops a server, so they end the command with status 0.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,15 +30,39 @@ SAMPLE = ROOT / "service" / "samples" / "sneaker.png"
 """Fashion-MNIST test image #9, a sneaker: what the demo's curl line classifies."""
 
 
-def start(model: Path | None, port: int, host: str) -> subprocess.Popen:
-    """Check the settings and the model here (one clear line if wrong), then start the server."""
+class PortInUse(OSError):
+    """Something already listens on the port the server was asked to use."""
+
+
+class Stopped(Exception):
+    """The person stopped the command (SIGTERM); like Ctrl-C, a normal end."""
+
+
+def check_port_free(host: str, port: int, command: str) -> None:
+    """PortInUse, naming a way out, when something listens on host:port. SO_REUSEADDR as
+    uvicorn binds: a port left in TIME_WAIT is free for it, one with a listener is not."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            other = (
+                "PORT={0} make demo, or wardrobe demo --port {0}" if command == "demo" else "wardrobe serve --port {0}"
+            )
+            raise PortInUse(f"port {port} on {host} is already in use; stop what holds it or pick another port: "
+                            + other.format(port + 1)) from None  # fmt: skip
+
+
+def start(model: Path | None, port: int, host: str, command: str = "serve") -> subprocess.Popen:
+    """Check the settings, the port and the model here (one clear line if wrong), then start the server."""
     settings = Settings.from_env(os.environ)  # a bad WARDROBE_* value fails now, naming the variable
+    check_port_free(host, port, command)
     if model is not None:
         path = model
     else:
         choice = choose_model(settings.device)
         path = choice.path
-        print(f"serving {path}: {choice.reason}", flush=True)
+        print(f"model {path}: {choice.reason}", flush=True)
     check_model_file(path)  # a missing or broken model fails now, naming the file
     env = {**os.environ, "WARDROBE_MODEL": str(path.resolve())}
     Settings.from_env(env)
@@ -87,39 +113,53 @@ def stop(process: subprocess.Popen, grace_s: float = 20) -> int:
 
 
 @contextlib.contextmanager
-def _sigterm_as_exit():
-    """Inside the block, SIGTERM raises SystemExit(143) instead of ending the process on the
-    spot, so the `finally` that stops the server runs (Python's default skips it)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
+def _stopped_by_signal():
+    """Inside the block, SIGTERM raises Stopped instead of ending the process on the spot, so
+    the `finally` that stops the server runs (Python's default skips it); Ctrl-C and SIGTERM
+    then end the command with status 0 and one line."""
+    in_main = threading.current_thread() is threading.main_thread()  # only it may set handlers
 
     def handler(signum, frame):
-        raise SystemExit(128 + signum)
+        raise Stopped
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, handler) if in_main else None
     try:
         yield
+    except (KeyboardInterrupt, Stopped):
+        print("\nwardrobe: stopped", flush=True)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def serve(model: Path | None = None, port: int = 3000, host: str = "127.0.0.1") -> int:
-    """Run the service in the foreground until it exits or Ctrl-C."""
-    with _sigterm_as_exit():
+    """Run the service in the foreground until it exits, Ctrl-C or SIGTERM (status 0)."""
+    status = 0
+    with _stopped_by_signal():
         process = start(model, port, host)
         try:
-            return process.wait()
+            status = process.wait()
         finally:
             stop(process)
+    return status
+
+
+def _activate_hint() -> str | None:
+    """The line that puts this environment's `wardrobe` on PATH, unless it already is."""
+    if os.environ.get("VIRTUAL_ENV") == sys.prefix or sys.prefix == sys.base_prefix:
+        return None
+    venv = Path(sys.prefix)
+    shown = os.path.relpath(venv) if venv.is_relative_to(Path.cwd()) else str(venv)
+    return f"source {shlex.quote(shown)}/bin/activate"
 
 
 def demo(port: int = 3000) -> int:
     """Start the service on the shipped model, print a curl line that classifies a sample."""
     host = "127.0.0.1"
     url = f"http://{host}:{port}"
-    with _sigterm_as_exit():
-        process = start(None, port, host)
+    status = 0
+    with _stopped_by_signal():
+        process = start(None, port, host, command="demo")
         try:
             wait_ready(process, url)
             sample = os.path.relpath(SAMPLE) if SAMPLE.is_relative_to(Path.cwd()) else str(SAMPLE)
@@ -127,7 +167,13 @@ def demo(port: int = 3000) -> int:
             print(f"    Your wardrobe, in a browser:  {url}/")
             print(f"    The API explorer:             {url}/docs\n")
             print("Classify a sample image:\n")
-            print(f"    curl -F images=@{shlex.quote(sample)} {url}/classify\n", flush=True)
-            return process.wait()
+            print(f"    curl -F images=@{shlex.quote(sample)} {url}/classify\n")
+            hint = _activate_hint()
+            if hint:
+                print("The `wardrobe` command, in another shell (README.md, 'Quick start'):\n")
+                print(f"    {hint}\n    wardrobe predict {shlex.quote(sample)}\n")
+            sys.stdout.flush()
+            status = process.wait()
         finally:
             stop(process)
+    return status

@@ -29,6 +29,43 @@ def test_unknown_key_is_named():
         load_config(None, ["optim.lrr=0.1"])
 
 
+@pytest.mark.parametrize(
+    ("given", "named", "meant"),
+    [("train_subset", "train_subset", "data.train_subset"), ("optim.lrr", "optim.lrr", "optim.lr"),
+     ("lr", "lr", "optim.lr"), ("warmup", "warmup", "schedule.warmup_epochs"),
+     ("optimizer.lr", "optimizer", "optim")],
+)  # fmt: skip
+def test_unknown_key_suggests_the_nearest_full_key(given, named, meant):
+    with pytest.raises(ConfigError, match=rf"unknown config key '{named}'; did you mean '{meant}'\?"):
+        load_config(None, [f"{given}=1"])
+
+
+def test_unknown_key_with_nothing_close_lists_the_keys_of_its_table():
+    with pytest.raises(ConfigError, match=r"unknown config key 'data.zzz'; known keys here: \[.*'train_subset'"):
+        load_config(None, ["data.zzz=1"])
+
+
+def test_a_warm_up_longer_than_the_run_is_a_clear_error():
+    with pytest.raises(ConfigError, match=r"schedule.warmup_epochs = 2 is longer than the run \(epochs = 1\): "
+                                          r"set a shorter warm-up, e.g. --set schedule.warmup_epochs=0.3"):  # fmt: skip
+        load_config(Path(__file__).resolve().parents[1] / "configs" / "cnn-fast.toml", ["epochs=1"])
+    assert load_config(None, ["epochs=1", "schedule.warmup_epochs=1"]).schedule.warmup_epochs == 1
+    assert load_config(None, ["epochs=1", "schedule.warmup_epochs=5", 'schedule.name="constant"']).epochs == 1
+
+
+def test_the_readme_quick_training_line_is_a_valid_config():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    [line] = [
+        line.strip()
+        for line in readme.splitlines()
+        if line.strip().startswith("wardrobe train --config configs/cnn-fast")
+    ]
+    args = line.split()
+    overrides = [args[i + 1] for i, arg in enumerate(args) if arg == "--set"]
+    cfg = load_config(Path(__file__).resolve().parents[1] / args[3], overrides)
+    assert cfg.epochs == 1 and cfg.data.train_subset == 5000
+
+
 def test_wrong_type_is_named():
     with pytest.raises(ConfigError, match=r"epochs must be an integer, got 'ten'"):
         load_config(None, ["epochs=ten"])

@@ -7,6 +7,7 @@ value is a ConfigError that names it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import tomllib
 import types
 import typing
@@ -189,6 +190,12 @@ class TrainConfig:
             raise ConfigError(str(exc)) from None
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0, got {self.threads!r}")
+        if self.schedule.name != "constant" and self.schedule.warmup_epochs > self.epochs:
+            shorter = round(self.epochs * 0.3, 2)
+            raise ConfigError(
+                f"schedule.warmup_epochs = {self.schedule.warmup_epochs:g} is longer than the run "
+                f"(epochs = {self.epochs}): set a shorter warm-up, e.g. --set schedule.warmup_epochs={shorter:g}"
+            )
         if self.data.wardrobe and not self.finetune.base:
             raise ConfigError(
                 f"data.wardrobe={self.data.wardrobe!r} needs starting weights: use configs/finetune.toml "
@@ -242,12 +249,43 @@ def _coerce(value, hint, key: str):
     raise ConfigError(f"{key}: unsupported type {hint!r}")
 
 
+def config_keys(cls=None, prefix: str = "") -> list[str]:
+    """Every key a config accepts, dotted as `--set` takes them: tables and their fields."""
+    cls = TrainConfig if cls is None else cls
+    keys = []
+    for name, hint in typing.get_type_hints(cls).items():
+        keys.append(prefix + name)
+        if dataclasses.is_dataclass(hint):
+            keys += config_keys(hint, prefix + name + ".")
+    return keys
+
+
+def nearest_key(key: str) -> str | None:
+    """The valid key most like `key`, judged on the whole key and on its last part
+    (`train_subset` → `data.train_subset`, `warmup` → `schedule.warmup_epochs`); None when
+    nothing is close."""
+    leaf = key.rpartition(".")[2]
+
+    def likeness(candidate: str) -> float:
+        candidate_leaf = candidate.rpartition(".")[2]
+        if len(leaf) >= 3 and candidate_leaf.startswith(leaf):
+            return 1.0
+        whole = difflib.SequenceMatcher(None, key, candidate).ratio()
+        return max(whole, difflib.SequenceMatcher(None, leaf, candidate_leaf).ratio())
+
+    best = max(config_keys(), key=likeness)  # the first of equals: the order the config declares
+    return best if likeness(best) >= 0.7 else None
+
+
 def _build(cls, values: dict, prefix: str = ""):
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'; known keys here: {sorted(names)}")
+        key = prefix + unknown[0]
+        guess = nearest_key(key)
+        hint = f"did you mean '{guess}'?" if guess else f"known keys here: {sorted(names)}"
+        raise ConfigError(f"unknown config key '{key}'; {hint}")
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
     try:
         return cls(**kwargs)
