@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import platform
 import shlex
@@ -37,12 +38,13 @@ from pathlib import Path
 import httpx
 import psutil
 
-from benchmarks.slow_clients import free_port, run_normal, summarise_normal
+from benchmarks.slow_clients import free_port, summarise_normal
 from contract.metadata import source_commit
 from service.serve import SERVICE, stop, wait_ready
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+IMAGE = ROOT / "service" / "samples" / "sneaker.png"
 SIDE = 6324
 """6,324² = 39,992,976 pixels: just under the default 40 MP limit, so every bomb is decoded."""
 MiB = 1024 * 1024
@@ -81,6 +83,35 @@ async def bomb_client(url: str, kinds: list[str], stop_at: float, statuses: dict
             except httpx.HTTPError as exc:
                 key = f"{kind} {type(exc).__name__}"
             statuses[key] = statuses.get(key, 0) + 1
+
+
+def normal_client(url: str, duration_s: float, results: multiprocessing.Queue) -> None:
+    """One-image requests back to back on one kept-alive connection for `duration_s`: the client's own
+    cost (a new connection, a TLS context per request) stays out of the figure. Puts [(status, s), ...]."""
+    files = [("images", ("sneaker.png", IMAGE.read_bytes()))]
+    out = []
+    with httpx.Client(base_url=url, timeout=30) as http:
+        http.get("/livez")
+        deadline = time.monotonic() + duration_s
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                status = http.post("/classify", files=files).status_code
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            out.append((status, time.perf_counter() - started))
+    results.put(out)
+
+
+def measure_normal(url: str, duration_s: float) -> list[tuple]:
+    """normal_client in its own process (its own core share and GIL), waited for."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=normal_client, args=(url, duration_s, queue))
+    process.start()
+    samples = queue.get(timeout=duration_s + 120)  # a client that died must not hang the run
+    process.join()
+    return samples
 
 
 def bombs_in_thread(url: str, clients: int, duration_s: float, statuses: dict[str, int]) -> threading.Thread:
@@ -135,6 +166,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=6, help="clients sending bombs in a loop (default 6)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of normal requests under attack")
     parser.add_argument("--baseline", type=float, default=5.0, help="seconds of normal requests before")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        default=ROOT,
+        help="serve the code of this checkout instead (a worktree of an earlier commit: before/after)",
+    )
     parser.add_argument("--note", default="", help="stored with the results (what else ran on the machine)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "decode_bombs.json")
     args = parser.parse_args()
@@ -144,26 +181,23 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = Path(tempfile.mkdtemp(prefix="wardrobe-bombs-")) / "server.log"
-    env = {**os.environ, "WARDROBE_MODEL": str(args.model), "WARDROBE_WORKERS": "1",
+    tree = args.tree.resolve()
+    env = {**os.environ, "PYTHONPATH": str(tree), "WARDROBE_MODEL": str(args.model), "WARDROBE_WORKERS": "1",
            "WARDROBE_DB": str(log.with_name("w.db"))}  # fmt: skip
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     load_before = os.getloadavg()
     statuses: dict[str, int] = {}
     with open(log, "wb") as out:
         server = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)],
-                                  cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+                                  cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
         try:
             wait_ready(server, url, timeout_s=180)
-            baseline = run_normal(url, args.baseline)
-            baseline_samples = baseline.queue.get()
-            baseline.join()
+            baseline_samples = measure_normal(url, args.baseline)
             with RssSampler(server.pid) as rss:
                 rss_before = rss.rss()
                 bombs = bombs_in_thread(url, args.clients, args.duration + 2, statuses)
                 time.sleep(1)  # the attack is under way before the first measured request
-                normal = run_normal(url, args.duration)
-                samples = normal.queue.get()
-                normal.join()
+                samples = measure_normal(url, args.duration)
                 bombs.join()
         finally:
             stop(server)
@@ -171,7 +205,7 @@ def main() -> None:
     growth_mib = round((rss.peak - rss_before) / MiB, 1)
     results = {
         "command": shlex.join([sys.executable.rsplit("/", 1)[-1], "-m", "benchmarks.decode_bombs", *sys.argv[1:]]),
-        "commit": source_commit(),
+        "commit": source_commit(tree),
         "started": started,
         "note": args.note,
         "model": str(args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model),

@@ -10,18 +10,24 @@ ones run here, as imgproxy runs its decodes: at most `threads` at once
 a bound on the worker's memory. A request that does not fit waits in a FIFO
 queue of at most `queue` requests for at most `wait_s`; beyond either it gets
 503 with Retry-After. Small requests never enter this queue, so they never wait
-behind a large decode.
+behind a large decode; and the decode threads run at a lower CPU priority
+(nice DECODE_NICENESS), so on a busy core the event loop serving small requests
+comes first (benchmarks/decode_bombs.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import anyio
-import anyio.to_thread
 
 T = TypeVar("T")
 
@@ -30,6 +36,17 @@ INLINE_DECODE_PIXELS = 512 * 512
 event loop: ~1 ms for a PNG, less than a thread hand-off is worth."""
 INLINE_DECODE_BYTES = 64 * 1024
 """…and at most this many bytes: some formats cost by their bytes as well as their pixels."""
+DECODE_NICENESS = 10
+"""Added to the decode threads' nice value: at 10 the scheduler gives them about a tenth of the
+share of the event loop's thread when both want the same core."""
+
+
+def _lower_priority() -> None:
+    """Run in each decode thread as it starts. On Linux a thread id names one thread, and raising
+    one's own nice value needs no privilege; elsewhere the threads keep the process's priority."""
+    with contextlib.suppress(AttributeError, OSError):
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + DECODE_NICENESS)
 
 
 class DecodeBusy(Exception):
@@ -46,7 +63,7 @@ class DecodeBudget:
         self.wait_s = wait_s
         self.in_use = 0
         self.waiting: deque[list] = deque()  # [pixels, event], first come first served
-        self._limiter: anyio.CapacityLimiter | None = None  # made in the event loop, on first use
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="decode", initializer=_lower_priority)
 
     @classmethod
     def from_settings(cls, settings) -> DecodeBudget:
@@ -95,8 +112,8 @@ class DecodeBudget:
 
     async def run(self, pixels: int, function: Callable[..., T], *args) -> T:
         """`function(*args)` in one of the decode threads, under `pixels` of the budget."""
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.threads)
         async with self.reserve(pixels):
-            # Not cancellable: the pixels stay reserved until the thread has really let go of them.
-            return await anyio.to_thread.run_sync(function, *args, limiter=self._limiter)
+            # Shielded: a cancelled request still waits for its decode, so the pixels stay reserved
+            # until the thread has really let go of them.
+            with anyio.CancelScope(shield=True):
+                return await asyncio.wrap_future(self._pool.submit(function, *args))

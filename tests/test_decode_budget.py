@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import threading
 
 import anyio
@@ -14,7 +15,7 @@ from starlette.responses import JSONResponse
 from wardrobe_server import SAMPLES, wardrobe_server
 
 from contract.preprocess import header_pixels
-from service.decode_budget import INLINE_DECODE_PIXELS, DecodeBudget, DecodeBusy
+from service.decode_budget import DECODE_NICENESS, INLINE_DECODE_PIXELS, DecodeBudget, DecodeBusy
 from service.uploads import SCOPE_KEY, UploadGate, UploadPath
 
 SNEAKER = (SAMPLES / "sneaker.png").read_bytes()
@@ -154,3 +155,12 @@ def test_over_the_decode_queue_large_uploads_get_503_with_retry_after_and_small_
     assert set(statuses) == {200, 503} and statuses.count(200) >= 3, statuses  # one decoding, one queued, the small
     busy = [a for a in answers if a.status_code == 503]
     assert all(a.headers["retry-after"] == "1" and "busy decoding large images" in a.json()["error"] for a in busy)
+
+
+def test_decode_threads_run_at_a_lower_cpu_priority_than_the_event_loop():
+    def own_niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    budget = DecodeBudget(pixels=100, threads=1, queue=1, wait_s=1)
+    in_thread = anyio.run(budget.run, 10, own_niceness)
+    assert in_thread == min(19, own_niceness() + DECODE_NICENESS)
