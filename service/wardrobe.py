@@ -48,9 +48,9 @@ THUMBNAIL_SIZE = 256
 THUMBNAIL_TYPE = "image/webp"
 MAX_JSON_BYTES = 64 * 1024
 MAX_THUMBNAILS = 100
+"""Most thumbnails one GET /wardrobe/thumbnails answers."""
 IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}
 """An item's id is never reused, so its thumbnail and its model input never change."""
-"""Most thumbnails one GET /wardrobe/thumbnails answers."""
 
 
 class ClientError(Exception):
