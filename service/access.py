@@ -33,11 +33,11 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.lingering import body_may_follow
+
 log = logging.getLogger("bentoml.wardrobe")  # under "bentoml": its log handlers apply
 
 PREFIX = "/wardrobe/"
-DRAIN_LIMIT = 64 * 1024 * 1024
-"""A refused upload is read (and dropped) up to this much, so the client sees the answer."""
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -99,16 +99,11 @@ class WardrobeAccess:
 
 
 async def refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
-    """Answer `{"error": message}` before the endpoint runs, reading what the client still sends first."""
-    limit = DRAIN_LIMIT
-    while limit > 0:  # read what the client is still sending, so it can read our answer
-        message_in = await receive()
-        if message_in["type"] != "http.request":
-            break
-        limit -= len(message_in.get("body", b""))
-        if not message_in.get("more_body", False):
-            break
+    """Answer `{"error": message}` before the endpoint runs, whose body is not read: the connection
+    then closes, reading what the client still sends first, so that it reads this (service/lingering.py)."""
     headers = {"WWW-Authenticate": 'Bearer realm="wardrobe"'} if status == 401 else {}
+    if body_may_follow(scope):
+        headers["Connection"] = "close"
     await JSONResponse({"error": message}, status_code=status, headers=headers)(scope, receive, send)
 
 

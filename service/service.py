@@ -25,6 +25,7 @@ from service.admission import BodyDeadline, ConnectionCap
 from service.batching import Batcher
 from service.decode_budget import DecodeBudget
 from service.headers import SecurityHeaders
+from service.lingering import install_lingering_close
 from service.models_swap import ModelOnReadyz, ModelSwitch, admin_app, wardrobe_items
 from service.schema import ClassifyInput, Prediction
 from service.settings import Settings
@@ -140,10 +141,13 @@ class Wardrobe:
         self.models.close()
 
 
+# Answers sent while an upload is still arriving (413, 400, 503, 408) reach the client: a closing
+# connection first reads and drops what is still coming (nginx's lingering_close; service/lingering.py).
+install_lingering_close()
 LISTENING = listening_host()
 explain_at_start(SETTINGS.token, LISTENING)
 # Outermost first: security headers on every answer, the connection cap, the body deadline, the
-# Host/Origin guard and the wardrobe's token (their refusals drain the body under the deadline), then
+# Host/Origin guard and the wardrobe's token (their refusals end the connection, which lingers), then
 # the one upload gate of this worker, for /classify and the wardrobe's uploads alike.
 Wardrobe.add_asgi_middleware(SecurityHeaders)
 Wardrobe.add_asgi_middleware(ConnectionCap, limit=SETTINGS.max_connections)

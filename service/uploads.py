@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 FIELD = "images"
 SCOPE_KEY = "wardrobe.images"
 """Where the checked batch travels from the gate to the endpoint."""
-DRAIN_LIMIT = 256 * 1024 * 1024
-"""After an early answer, read and drop up to this much body, so the client reads the answer."""
 
 
 class UploadError(Exception):
@@ -141,9 +139,10 @@ class UploadGate:
         except ClientDisconnect:
             return  # nobody is left to answer
         except UploadError as exc:
-            if more_body:  # let the client finish sending, so it can read our answer
-                await _drain(receive, DRAIN_LIMIT - received)
-            response = JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+            # Answered at once, even while the body is still arriving; the connection then closes,
+            # reading what the client still sends first, so that it reads this (service/lingering.py).
+            headers = {**(exc.headers or {}), **({"Connection": "close"} if more_body else {})}
+            response = JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
             return await response(scope, receive, send)
 
         if self.in_flight >= self.max_in_flight:
@@ -251,17 +250,6 @@ class UploadGate:
 
 def _preview(value: str) -> str:
     return repr(value[:60] + ("…" if len(value) > 60 else ""))
-
-
-async def _drain(receive: Receive, limit: int) -> None:
-    """Read and drop the rest of a body (up to `limit` bytes) without keeping it."""
-    while limit > 0:
-        message = await receive()
-        if message["type"] != "http.request":
-            return
-        limit -= len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return
 
 
 async def forward_with_empty_json(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import resource
+import select
 import socket
 import struct
 import subprocess
@@ -359,3 +360,48 @@ def test_the_real_server_answers_fuzzed_uploads_with_2xx_or_4xx(server, request)
     assert 200 <= status < 500, (status, body[:300])
     if status >= 400 and body.startswith(b"{"):  # uvicorn's own 400s for bad framing are plain text
         assert json.loads(body)["error"]
+
+
+# ---- early answers reach a client that is still sending ----------------------------------------
+
+BODY = b"".join(
+    b'--b\r\nContent-Disposition: form-data; name="images"; filename="' + name + b'"\r\n\r\n' + data + b"\r\n"
+    for name, data in [(b"a.png", VALID[0]), (b"b.png", VALID[1]), (b"bomb.png", BOMBS[0])]
+) + b"--b--\r\n"  # fmt: skip
+"""The fuzz failure that started it: a valid upload whose third part is a 10,000 × 10,000 PNG."""
+HUGE_PART = b'--b\r\nContent-Disposition: form-data; name="images"; filename="huge.png"\r\n\r\n' + b"\0" * 600_000
+EARLY_ANSWERS = {
+    # case: (Content-Length header, what is sent before the answer is due, what is still sent after it)
+    "a declared length over the limit": (f"{3 * len(HUGE_PART)}", b"", HUGE_PART * 3),
+    "a part over the per-file limit": (f"{len(HUGE_PART)}", HUGE_PART[:300_000], HUGE_PART[300_000:]),
+    "a length shorter than the body": (f"{len(BODY) // 2}", BODY[: len(BODY) // 2], BODY[len(BODY) // 2 :] * 4),
+    "no length at all": (None, b"", BODY * 4),
+    "a length that is not a number": ("-1", b"", BODY * 4),
+}
+
+
+def _readable(connection: socket.socket, timeout_s: float) -> bool:
+    ready, _, _ = select.select([connection], [], [], timeout_s)
+    return bool(ready)
+
+
+@pytest.mark.parametrize("case", EARLY_ANSWERS)
+def test_an_early_answer_reaches_a_client_still_sending_its_body(server, case):
+    """The server answers before the body has all arrived; the client, still sending, gets that 4xx:
+    the connection drains what it sends, then closes without a reset (service/lingering.py)."""
+    length, before, after = EARLY_ANSWERS[case]
+    head = b"POST /classify HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+    head += b"Content-Type: multipart/form-data; boundary=b\r\n"
+    head += b"" if length is None else f"Content-Length: {length}\r\n".encode()
+    with socket.create_connection(("127.0.0.1", server), timeout=15) as connection:
+        connection.sendall(head + b"\r\n" + before)
+        assert _readable(connection, timeout_s=15), "no answer while the body was still arriving"
+        for start in range(0, len(after), 16384):  # the rest, as a client that reads only at the end sends it
+            connection.sendall(after[start : start + 16384])
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] in (b"400", b"413"), answer[:300]
+    if b"application/json" in rest.partition(b"\r\n\r\n")[0]:  # uvicorn's own 400s for bad framing are plain text
+        assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]
