@@ -200,4 +200,10 @@ def run_report(args: argparse.Namespace, settings: ReportSettings | None = None)
     missed = check_gates(g, gates)
     for message in missed:
         print(f"wardrobe report: gate failed: {message}", file=sys.stderr)
-    return GATE_FAILED if missed else 0
+    if missed:
+        return GATE_FAILED
+    if report.get("wardrobe"):
+        print("next:\n    swap it into the running service (README.md, 'Learning from your wardrobe', step 5)")
+    else:
+        print(f"next:\n    wardrobe serve --model {args.model}")
+    return 0

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from contract import stats
 from contract.metadata import source_commit
@@ -23,6 +22,7 @@ from report.robustness import seeded_subset
 from training import calibration
 from training.data import stratified_split
 from training.fashion_mnist import FashionMNIST
+from training.progress import bar
 from training.wardrobe_data import WardrobeItems
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ class Stages:
     def __init__(self, progress: bool):
         self.started = self.mark = time.perf_counter()
         self.seconds: dict[str, float] = {}
-        self.bar = tqdm(total=len(self.NAMES) - 1, desc="report", disable=not progress)
+        self.bar = bar(total=len(self.NAMES) - 1, desc="report", disable=not progress)
         self.bar.set_postfix_str(self.NAMES[0])
 
     def done(self, finished: str) -> None:
@@ -128,7 +128,7 @@ def predict(model: Classifier, images: np.ndarray, desc: str, progress: bool) ->
     batch = 2000
     out = [
         model.logits(to_model_input(images[i : i + batch]))
-        for i in tqdm(range(0, len(images), batch), desc=desc, leave=False, disable=not progress)
+        for i in bar(range(0, len(images), batch), desc=desc, leave=False, disable=not progress)
     ]
     return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
 

@@ -6,13 +6,13 @@ the service's preprocessing. Numbers only; the figures are drawn from them after
 from __future__ import annotations
 
 import numpy as np
-from tqdm import tqdm
 
 from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
 from contract.runtime import softmax
 from report import corruptions, metrics, story
 from report.figure_inputs import FigureInputs, Gallery, caption
 from report.photolike import photo_like_set
+from training.progress import bar
 
 
 def seeded_subset(n: int, size: int | None, rng_seed: int) -> np.ndarray:
@@ -32,7 +32,7 @@ def robustness_section(model, baseline, images, labels, pred, s) -> dict:
     if baseline is not None:
         clean["baseline"] = float((baseline.logits(to_model_input(sub)).argmax(1) == sub_labels).mean())
     n = len(sub)
-    for name in tqdm(names, desc="corruptions", leave=False, disable=not s.progress):
+    for name in bar(names, desc="corruptions", leave=False, disable=not s.progress):
         # all five severities in one call: fewer, larger batches run faster in onnxruntime
         x = to_model_input(np.concatenate([corruptions.corrupt(sub, name, v, s.seed) for v in corruptions.SEVERITIES]))
         right = (model.logits(x).argmax(1) == np.tile(sub_labels, len(corruptions.SEVERITIES))).reshape(-1, n)
@@ -75,7 +75,7 @@ def photo_section(model, images, labels, test_pred, classes, s, fig: FigureInput
     uploads = photo_like_set(images[idx], s.seed)
     crops = [
         to_fashion_mnist(decode_image(data))
-        for data, _ in tqdm(uploads, desc="photo-like", leave=False, disable=not s.progress)
+        for data, _ in bar(uploads, desc="photo-like", leave=False, disable=not s.progress)
     ]
     probs = softmax(model.logits(to_model_input(crops)), dtype=np.float64)
     pred = probs.argmax(1)

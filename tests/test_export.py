@@ -162,3 +162,18 @@ def test_shipped_model_matches_its_recorded_test_accuracy(path, fmnist):
     accuracy = float((predictions == fmnist.test_labels).mean())
     assert accuracy == pytest.approx(float(model.info.metadata["test_accuracy"]), abs=5e-5)
     assert model.info.metadata["dataset_sha256"] == fmnist.checksum
+
+
+def test_export_cli_shows_its_long_steps_as_plain_lines_and_ends_with_the_next_command(tmp_path, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+    out = tmp_path / "mine.onnx"
+    assert cli_main(["export", str(ckpt), "--out", str(out)]) == 0
+    captured = capsys.readouterr()  # not a terminal: no bars, no escape codes
+    for started in ("calibrating: a temperature on 5,000 validation images", "converting to ONNX",
+                    "parity: onnxruntime and PyTorch on 10,000 test images"):  # fmt: skip
+        assert f"{started} ...\n" in captured.err and f"{started}: done in " in captured.err
+    assert "\r" not in captured.err + captured.out and "\x1b" not in captured.err + captured.out
+    assert captured.out.splitlines()[-2:] == [
+        "next:",
+        f"    wardrobe report --model {out} --compare models/cnn.onnx --out reports/mine/",
+    ]

@@ -324,7 +324,8 @@ def test_fail_under_exits_non_zero_when_a_threshold_is_missed(models, tmp_path, 
     tiny = ReportSettings(
         **{**SMALL, "limit": 100, "robustness_images": 20, "photo_images": 4},
         baseline_model=None,
-        ablation=None, ablation_cnn=None,
+        ablation=None,
+        ablation_cnn=None,
     )
     assert cli.run_report(args, tiny) == cli.GATE_FAILED
     assert "gate failed: accuracy = " in capsys.readouterr().err
@@ -429,7 +430,8 @@ def test_the_report_validates_on_the_split_the_model_records(other_split_model, 
     settings = ReportSettings(
         **{**SMALL, "limit": 100, "val_limit": None, "robustness_images": 10, "photo_images": 0},
         baseline_model=None,
-        ablation=None, ablation_cnn=None,
+        ablation=None,
+        ablation_cnn=None,
     )
     report = cli.write_report(make_args(other_split_model, tmp_path / "r"), settings)
     split = stratified_split(fmnist.train_labels, val_size=3000, seed=7)
@@ -521,3 +523,38 @@ def test_report_opens_offline_in_chromium_with_every_image_decoded(built, tmp_pa
         timeout=120,
     )
     assert pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_report_progress_in_a_log_is_plain_lines_and_it_ends_with_the_next_command(models, tmp_path, capsys):
+    args = make_args(models["main"], tmp_path / "r")
+    quiet = ReportSettings(**{**SMALL, "limit": 100, "robustness_images": 20, "photo_images": 4, "progress": True},
+                           baseline_model=None, ablation=None, ablation_cnn=None)  # fmt: skip
+    assert cli.run_report(args, quiet) == 0
+    captured = capsys.readouterr()
+    err = captured.err  # not a terminal
+    assert captured.out.splitlines()[-2:] == ["next:", f"    wardrobe serve --model {models['main']}"]
+    assert "report: started 0/12" in err and "report: done in " in err and "corruptions: done in " in err
+    assert "\r" not in err and "\x1b" not in err
+
+
+def test_progress_bars_are_tqdm_on_a_terminal_and_plain_lines_elsewhere():
+    import io
+
+    from tqdm import tqdm
+
+    from training.progress import PlainProgress, bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert isinstance(bar(range(3), desc="x", stream=Terminal()), tqdm)
+    log = io.StringIO()
+    assert list(bar(range(3), desc="counting", stream=log)) == [0, 1, 2]
+    assert isinstance(bar(desc="y", total=1, stream=io.StringIO()), PlainProgress)
+    lines = log.getvalue().splitlines()
+    assert (
+        lines[0] == "counting: started 0/3"
+        and lines[-1].startswith("counting: done in ")
+        and lines[-1].endswith(", 3/3")
+    )

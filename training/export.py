@@ -32,6 +32,7 @@ from training.checkpoint import load_checkpoint
 from training.config import TrainConfig, config_from_dict
 from training.data import stratified_split
 from training.models import FMNIST_MEAN, FMNIST_STD, build_model, count_parameters
+from training.progress import step
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-3  # max |Δlogit| allowed between PyTorch and onnxruntime (float32)
@@ -183,10 +184,13 @@ def export(source: Path, out: Path, data_dir: str | None = None, parity_device: 
 
     # Temperature scaling on the validation split (never the test split), baked into the graph.
     val_images, val_labels = ds.train_images[val_idx], ds.train_labels[val_idx]
-    temperature = fit_temperature(_torch_logits(InferenceGraph(model, cfg.tta_flip).eval(), val_images), val_labels)
+    with step(f"calibrating: a temperature on {len(val_idx):,} validation images"):
+        val_logits = _torch_logits(InferenceGraph(model, cfg.tta_flip).eval(), val_images)
+        temperature = fit_temperature(val_logits, val_labels)
     reference = InferenceGraph(copy.deepcopy(model), cfg.tta_flip, temperature).eval()
     shipped = InferenceGraph(fold_batchnorm(copy.deepcopy(model)), cfg.tta_flip, temperature).eval()
-    proto = to_onnx(shipped)
+    with step("converting to ONNX"):
+        proto = to_onnx(shipped)
     n_params = count_parameters(model)
     run_info = json.loads((run_dir / "config.json").read_text()) if run_dir else {}
     meta.write_metadata(
@@ -216,8 +220,9 @@ def export(source: Path, out: Path, data_dir: str | None = None, parity_device: 
     tmp = _save_proto(proto, out)
     try:
         runtime = load_model(tmp, device=parity_device)
-        onnx_logits = runtime.logits(to_model_input(ds.test_images))
-        torch_logits = _torch_logits(reference, ds.test_images)
+        with step(f"parity: onnxruntime and PyTorch on {len(ds.test_images):,} test images"):
+            onnx_logits = runtime.logits(to_model_input(ds.test_images))
+            torch_logits = _torch_logits(reference, ds.test_images)
         diff = float(np.abs(onnx_logits - torch_logits).max())
         mismatched = int((onnx_logits.argmax(1) != torch_logits.argmax(1)).sum())
         if mismatched or diff > PARITY_TOLERANCE:

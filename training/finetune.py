@@ -323,7 +323,6 @@ def main(cfg: TrainConfig, run_dir: Path | None = None, data_dir: str | None = N
             f"{a['accuracy']:.4f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}] ({r['change_points']:+.2f} points, "
             f"n = {a['n']}; {r['fixed']} fixed, {r['broken']} broken, McNemar p = {r['mcnemar_p']:.3g})"
         )
-    log.info(f"next: wardrobe export {run_dir} --out models/<name>.onnx")
     return run_dir
 
 

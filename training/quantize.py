@@ -23,6 +23,7 @@ from contract.runtime import INPUT_NAME, int8_variant, load_model
 from training import fashion_mnist
 from training.calibration import calibration_metadata, softmax
 from training.data import Split, stratified_split
+from training.progress import step
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,22 @@ def calibration_indices(split: Split, count: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).choice(split.train_indices, size=count, replace=False)
 
 
+def _quantize_static(prepared: Path, quantized: Path, calibration: CalibrationDataReader) -> None:
+    quantize_static(
+        str(prepared),
+        str(quantized),
+        calibration,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        # 7-bit weights: on CPUs without VNNI (AVX2 only, like our CI machine) the u8×s8
+        # kernels can saturate their int16 sums with full 8-bit weights and lose accuracy;
+        # reduce_range trades one bit of weight precision for exact sums everywhere.
+        reduce_range=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
+
+
 def quantize_int8(
     fp32_path: Path, out: Path | None = None, data_dir: str | None = None, calibration_images: int = 2000, seed: int = 0
 ) -> QuantizeResult:
@@ -76,19 +93,8 @@ def quantize_int8(
         prepared = Path(work) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared))
         quantized = Path(work) / "quantized.onnx"
-        quantize_static(
-            str(prepared),
-            str(quantized),
-            TrainImages(ds.train_images[calib_idx]),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            # 7-bit weights: on CPUs without VNNI (AVX2 only, like our CI machine) the u8×s8
-            # kernels can saturate their int16 sums with full 8-bit weights and lose accuracy;
-            # reduce_range trades one bit of weight precision for exact sums everywhere.
-            reduce_range=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-        )
+        with step(f"quantizing to INT8, calibrated on {calibration_images:,} training images"):
+            _quantize_static(prepared, quantized, TrainImages(ds.train_images[calib_idx]))
         proto = onnx.load(str(quantized))
         metadata = dict(fp32.info.metadata)
         metadata[meta.QUANTIZATION] = (
@@ -97,8 +103,9 @@ def quantize_int8(
         meta.write_metadata(proto, metadata)
         onnx.save(proto, str(quantized))
         int8 = load_model(quantized, device="cpu")
-        int8_logits = int8.logits(test_input)
-        fp32_logits = fp32.logits(test_input)
+        with step(f"scoring INT8 against FP32 on {len(test_input):,} test images"):
+            int8_logits = int8.logits(test_input)
+            fp32_logits = fp32.logits(test_input)
         diff = float(np.abs(int8_logits - fp32_logits).max())
         changed = int((int8_logits.argmax(1) != fp32_logits.argmax(1)).sum())
         test_acc = float((int8_logits.argmax(1) == ds.test_labels).mean())

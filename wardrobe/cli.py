@@ -8,6 +8,7 @@ set WARDROBE_DEBUG=1 to see the traceback instead.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -20,21 +21,32 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def next_step(command: str) -> None:
+    """End a long command with what to run next, in the README's order."""
+    print(f"next:\n    {command}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from training.config import load_config
 
     if args.resume is None and load_config(args.config, args.set).is_finetune:
         from training.finetune import run_from_cli as finetune
 
-        finetune(args.config, args.set, data_dir=args.data_dir)
+        run_dir = finetune(args.config, args.set, data_dir=args.data_dir)
+        next_step(f"wardrobe export {run_dir} --out ~/wardrobe/new.onnx")
         return 0
     from training.train import run_from_cli
 
-    run_from_cli(args.config, args.set, resume=args.resume, data_dir=args.data_dir)
+    run_dir = run_from_cli(args.config, args.set, resume=args.resume, data_dir=args.data_dir)
+    name = json.loads((run_dir / "config.json").read_text())["config"]["name"]
+    next_step(f"wardrobe export {run_dir} --out {name}.onnx   # models/ holds the shipped models: keep yours elsewhere")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import onnx
+
+    from contract import metadata as meta
     from training.export import export_from_cli
 
     result = export_from_cli(args.source, args.out, data_dir=args.data_dir)
@@ -42,6 +54,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         from training.quantize import quantize_from_cli
 
         quantize_from_cli(result, data_dir=args.data_dir)
+    exported = meta.read_metadata(onnx.load(str(result.path), load_external_data=False))
+    wardrobe = json.loads(exported.get(meta.CONFIG, "{}")).get("data", {}).get("wardrobe")
+    report = f"wardrobe report --model {args.out} --compare models/cnn.onnx --out reports/{args.out.stem}/"
+    if wardrobe:  # fine-tuned: compare on the person's held-out items, and gate on the gain
+        report = (f"wardrobe report --model {args.out} --compare <the model you serve> --wardrobe {wardrobe} "
+                  f"--out reports/{args.out.stem}/ --fail-under wardrobe_gain=0")  # fmt: skip
+    next_step(report)
     return 0
 
 
