@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from contract.files import write_json
+from contract.metadata import source_commit
 from training.config import load_config
 from training.train import main as train
 
@@ -84,6 +85,10 @@ def main() -> None:
     base = mlp_overrides(epochs, subset) if mlp else cnn_overrides(epochs, subset)
 
     out = RESULTS[args.study]
+    command = (
+        f"python -m benchmarks.ablation --study {args.study} --seeds {' '.join(map(str, seeds))} "
+        f"--epochs {epochs} --train-subset {subset}"
+    )
     done = previous_runs(out, epochs, subset)
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,17 +98,18 @@ def main() -> None:
             for variant, extra in variants.items():
                 if seed not in done.setdefault(variant, {}):
                     done[variant][seed] = run_variant(config, base + extra, seed, tmp)
-                    write_json(result_rows(variants, done, epochs, subset), out)
+                    write_json(results(command, result_rows(variants, done, epochs, subset)), out)
     rows = result_rows(variants, done, epochs, subset)
-    write_json(rows, out)
+    write_json(results(command, rows), out)
     print(f"\n{'variant':60s} {'val acc (mean ± std)':>22s}")
     for row in rows:
         print(f"{row['variant']:60s} {row['val_acc_mean']:.4f} ± {row['val_acc_std']:.4f}  seeds {row['seeds']}")
-    command = (
-        f"python -m benchmarks.ablation --study {args.study} --seeds {' '.join(map(str, seeds))} "
-        f"--epochs {epochs} --train-subset {subset}"
-    )
     print(f"wrote {out} in {time.time() - started:.0f}s ({command})")
+
+
+def results(command: str, rows: list[dict]) -> dict:
+    """The results file: the rows, the command that made them and the commit they ran on."""
+    return {"command": command, "commit": source_commit(), "rows": rows}
 
 
 def result_rows(variants: dict, done: dict[str, dict[int, float]], epochs: int, subset: int) -> list[dict]:
@@ -128,9 +134,10 @@ def previous_runs(path: Path, epochs: int, subset: int) -> dict[str, dict[int, f
     if not path.is_file():
         return {}
     try:
-        rows = json.loads(path.read_text())
+        saved = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise SystemExit(f"{path}: not valid JSON ({exc}); move it away to start the study afresh") from None
+    rows = saved["rows"] if isinstance(saved, dict) else saved  # a bare list: files written before the command was
     return {
         row["variant"]: dict(zip(row["seeds"], row["val_accs"], strict=True))
         for row in rows

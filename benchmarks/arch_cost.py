@@ -20,7 +20,7 @@ import onnx
 
 from benchmarks.model_speed import measure
 from contract.files import write_json
-from contract.metadata import write_metadata
+from contract.metadata import source_commit, write_metadata
 from training.export import InferenceGraph, fold_batchnorm, to_onnx
 from training.fashion_mnist import CLASSES
 from training.models import ModelConfig, build_model, count_parameters
@@ -71,6 +71,7 @@ def main() -> None:
     write_json(
         {
             "command": f"python -m benchmarks.arch_cost --threads {args.threads} --rounds {args.rounds}",
+            "commit": source_commit(),
             "machine": f"{platform.processor() or platform.machine()}, threads={args.threads}",
             "rows": rows,
             "measured_at": time.strftime("%Y-%m-%d %H:%M"),

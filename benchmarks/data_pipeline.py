@@ -22,6 +22,7 @@ import torchvision
 from torchvision import transforms
 
 from contract.files import write_json
+from contract.metadata import source_commit
 from training import fashion_mnist
 from training.augment import AugmentConfig
 from training.data import TensorBatchLoader, stratified_split
@@ -96,6 +97,7 @@ def main() -> None:
             "batch_size": args.batch_size,
             "results": results,
             "speedup": ratio,
+            "commit": source_commit(),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
             "measured_at": time.strftime("%Y-%m-%d %H:%M"),
         },

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from benchmarks.unseen_style import unseen_style_set
+from contract.metadata import source_commit
 from contract.preprocess import decode_image, to_fashion_mnist
 from training import fashion_mnist
 from training.base_weights import DEFAULT, load_base
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     held, test = run["held_out"], run["fashion_mnist_test"]
     result = {
         "command": "nice -n 10 python -m benchmarks.finetune " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "commit": source_commit(),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), CPU",
         "note": args.note,
         "config": record["config"] | {"out_dir": "(temporary)",

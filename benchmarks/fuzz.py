@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from contract.metadata import source_commit
+
 ROOT = Path(__file__).resolve().parents[1]
 TEST = "tests/test_upload_fuzz.py::test_any_upload_gets_a_2xx_or_a_4xx_with_an_error_in_seconds"
 
@@ -49,6 +51,7 @@ def main() -> None:
         "passed": result.returncode == 0,
         "seconds": round(seconds, 1),
         "pytest_tail": result.stdout.strip().splitlines()[-1:],
+        "commit": source_commit(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_after": os.getloadavg()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from contract.files import write_json
+from contract.metadata import source_commit
 from contract.preprocess import to_model_input
 from contract.runtime import load_model
 from training import fashion_mnist
@@ -65,6 +66,7 @@ def main() -> None:
     write_json(
         {
             "command": f"python -m benchmarks.int8 --fp32 {args.fp32} --int8 {args.int8} --batch {args.batch}",
+            "commit": source_commit(),
             "rows": rows,
             "accuracy_drop_points": drop,
             "int8_speed_ratio": speedup,

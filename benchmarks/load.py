@@ -42,6 +42,7 @@ import numpy as np
 import psutil
 from PIL import Image, ImageDraw
 
+from benchmarks.provenance import provenance
 from contract.preprocess import load_image_file, to_fashion_mnist, to_model_input
 from contract.runtime import load_model
 from service.serve import SERVICE, stop, wait_ready
@@ -344,6 +345,7 @@ def main() -> None:
         "duration_s": args.duration,
         "batch_connections": args.batch_connections,
         "photo_connections": args.photo_connections,
+        **provenance("benchmarks.load"),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),

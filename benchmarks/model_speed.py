@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from contract.files import write_json
+from contract.metadata import source_commit
 from contract.runtime import Classifier, load_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "model_speed.json"
@@ -72,8 +73,10 @@ def main() -> None:
         print("  ".join(f"{k}={v}" for k, v in row.items()))
     write_json(
         {
-            "command": "python -m benchmarks.model_speed " + " ".join(map(str, args.models))
+            "command": "python -m benchmarks.model_speed "
+            + " ".join(map(str, args.models))
             + f" --threads {args.threads} --rounds {args.rounds}",
+            "commit": source_commit(),
             "machine": f"{platform.processor() or platform.machine()}, threads={args.threads}",
             "rows": rows,
             "measured_at": time.strftime("%Y-%m-%d %H:%M"),

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from contract.files import write_json
+from contract.metadata import source_commit
 from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
 from contract.runtime import load_model
 from report.photolike import phone_photo, photo_like_set
@@ -192,9 +193,7 @@ def print_table(result: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=Path("models/cnn.onnx"))
-    parser.add_argument(
-        "--n", type=int, default=2000, help="test images (default 2000; 10000 = all)"
-    )
+    parser.add_argument("--n", type=int, default=2000, help="test images (default 2000; 10000 = all)")
     parser.add_argument("--phone-n", type=int, default=300, help="of those, also as phone photos (default 300)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
@@ -207,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     result["measured_at"] = time.strftime("%Y-%m-%d %H:%M")
     print_table(result)
+    result["commit"] = source_commit()
     write_json(result, args.out)
     print(f"wrote {args.out}")
     met = result["ratio"] >= GOAL and result["reduced_vs_full_decode"]["agreement_all"] >= GOAL_AGREEMENT

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from contract.files import write_json
+from contract.metadata import source_commit
 from contract.preprocess import DEFAULT_MAX_PIXELS, decode_image, to_fashion_mnist
 from report.photolike import PHONE_FORMATS, make_photo_like, phone_photo
 from training.fashion_mnist import load
@@ -112,6 +113,7 @@ def run(sizes: list[int], formats: list[str], repeats: int, seed: int) -> dict:
         "meets_goal": bool(twelve and twelve["ms_reduced"] <= GOAL_MS),
         "meets_goal_in_cpu_time": bool(twelve and twelve["cpu_ms_reduced"] <= GOAL_MS),
         "rows": rows,
+        "commit": source_commit(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "noise": "measured while two training runs shared the 2 CPU cores (noisy; before/after alternate)",
         "measured_at": time.strftime("%Y-%m-%d %H:%M"),

@@ -37,6 +37,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks.provenance import provenance
 from service.serve import SERVICE, stop, wait_ready
 from service.settings import Settings
 
@@ -239,6 +240,7 @@ def main() -> None:
             "stalled_closed_within_idle_plus_1s": attack_summary["closed_within_idle_plus_1s"]
             == attack_summary["connections"],
         },
+        **provenance("benchmarks.slow_clients"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_after": os.getloadavg()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ import numpy as np
 import psutil
 from PIL import Image
 
+from benchmarks.provenance import provenance
 from report.photolike import photo_like_set
 from service.serve import SERVICE, stop, wait_ready
 from training.fashion_mnist import load
@@ -216,6 +217,7 @@ def main() -> None:
             "no_failures": failures == 0,
             "rss_growth_under_10pct": all(g < 10 for g in growth.values()) and len(rss["end"]) == len(growth),
         },
+        **provenance("benchmarks.soak"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_after": os.getloadavg()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.browser import DESKTOP, chromium, watched_page
+from benchmarks.provenance import provenance
 from report.photolike import photo_like_set
 from service.serve import SERVICE, stop, wait_ready
 from training.fashion_mnist import load
@@ -206,6 +207,7 @@ def main() -> None:
                  "goal_ms": GOALS["open_s"] * 1000, "met": thumbs <= GOALS["open_s"] * 1000},
         "drop": dropped | {"goal_ms": GOALS["drop_s"] * 1000,
                            "met": dropped["all_shelved_ms"] <= GOALS["drop_s"] * 1000},
+        **provenance("benchmarks.wardrobe_page"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average_after": os.getloadavg()},
         "settings": {k: v for k, v in os.environ.items() if k.startswith("WARDROBE_")},
     }  # fmt: skip

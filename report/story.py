@@ -162,9 +162,10 @@ def ablation_section(path: Path | None) -> dict | None:
     if path is None or not Path(path).is_file():
         return None
     try:
-        rows = json.loads(Path(path).read_text())
+        saved = json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not JSON ({exc.msg})") from None
+    rows = saved.get("rows") if isinstance(saved, dict) else saved  # {"command", "commit", "rows"}, or a bare list
     keys = ("variant", "val_acc_mean", "val_acc_std")
     if not isinstance(rows, list) or not all(isinstance(r, dict) and set(keys) <= r.keys() for r in rows):
         raise ValueError(f"{path}: expected a list of rows with keys {list(keys)}")

@@ -121,3 +121,13 @@ def test_the_walk_through_sample_photos_arrive_labelled(demo, tmp_path):
     labelled = {item["filename"]: item["corrected_label"] for item in items if item["filename"] in truth}
     assert len(labelled) == 20
     assert all(label.replace("/", "_") == truth[name] for name, label in labelled.items())
+
+
+def test_every_results_file_records_its_command_and_commit():
+    import json
+
+    for path in sorted((REPO / "benchmarks" / "results").glob("*.json")):
+        results = json.loads(path.read_text())
+        assert isinstance(results, dict) and {"command", "commit"} <= results.keys(), f"{path.name}: no command/commit"
+        assert re.fullmatch(r"[0-9a-f]{7,40}(-dirty)?", results["commit"]), f"{path.name}: commit {results['commit']!r}"
+        assert results["command"] or results.get("command_note"), f"{path.name}: no command and no reason why"
