@@ -152,7 +152,7 @@ def test_over_the_decode_queue_large_uploads_get_503_with_retry_after_and_small_
 
         answers = anyio.run(main)
     statuses = sorted(a.status_code for a in answers)
-    assert set(statuses) == {200, 503} and statuses.count(200) >= 3, statuses  # one decoding, one queued, the small
+    assert set(statuses) == {200, 503} and statuses.count(200) >= 2, statuses  # the first large one and the small
     busy = [a for a in answers if a.status_code == 503]
     assert all(a.headers["retry-after"] == "1" and "busy decoding large images" in a.json()["error"] for a in busy)
 
