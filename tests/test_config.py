@@ -104,3 +104,17 @@ def test_cli_prints_one_line_for_a_config_error(capsys):
     assert code == 1
     assert "wardrobe train: error: unknown config key 'optim.lrr'" in err
     assert "Traceback" not in err
+
+
+def test_the_finetune_defaults_are_the_recipe_of_configs_finetune_toml():
+    """One recipe: a config that sets only finetune.base fine-tunes as configs/finetune.toml does."""
+    import dataclasses
+    import tomllib
+
+    from training.config import FinetuneConfig
+
+    recipe = tomllib.loads((CONFIGS[0].parent / "finetune.toml").read_text())["finetune"]
+    defaults = dataclasses.asdict(FinetuneConfig())
+    assert set(recipe) == set(defaults)  # the file states the whole recipe
+    assert {k: v for k, v in recipe.items() if k != "base"} == {k: v for k, v in defaults.items() if k != "base"}
+    assert (defaults["base"], recipe["base"]) == ("", "default")  # "" is what makes a config train from scratch

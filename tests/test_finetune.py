@@ -11,6 +11,7 @@ import onnx
 import pytest
 import torch
 from conftest import REPO, make_items, tiny_checkpoint
+from test_stats import mcnemar_p_by_counting, wilson_by_inversion
 
 from training.base_weights import from_onnx, load_base
 from training.config import ConfigError, load_config
@@ -154,11 +155,12 @@ def test_finetune_run_freezes_lists_splits_measures_and_exports(fmnist, tiny_bas
     # Measured before and after, with intervals.
     result = json.loads((run_dir / "finetune.json").read_text())
     for name, n in (("held_out", 10), ("fashion_mnist_test", 10000)):
+        r = result[name]
         for when in ("before", "after"):
-            r = result[name][when]
-            assert r["n"] == n
-            assert r["ci95"][0] <= r["accuracy"] <= r["ci95"][1]
-        assert 0 <= result[name]["mcnemar_p"] <= 1
+            assert (r[when]["n"], r[when]["accuracy"]) == (n, r[when]["correct"] / n)
+            assert r[when]["ci95"] == pytest.approx(wilson_by_inversion(r[when]["correct"], n), abs=2e-6)
+        assert r["after"]["correct"] - r["before"]["correct"] == r["fixed"] - r["broken"]  # the pairs add up
+        assert r["mcnemar_p"] == pytest.approx(mcnemar_p_by_counting(r["fixed"], r["broken"]))
     assert sum(v["n"] for v in result["held_out"]["per_class"].values()) == 10
 
     # The exported model says which corrections it learned from.

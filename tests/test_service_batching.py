@@ -40,25 +40,41 @@ def test_requests_waiting_together_share_one_call_and_get_their_own_rows():
         assert answer[:, 0].tolist() == list(range(10 * i, 10 * i + i + 1))
 
 
+async def until(condition, timeout_s: float = 10.0) -> None:
+    """Yield to the event loop until `condition()` holds; fail after `timeout_s` (a deadline, not a sleep)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        assert loop.time() < deadline, "timed out waiting"
+        await asyncio.sleep(0.001)
+
+
 def test_a_busy_model_batches_what_queued_meanwhile_without_a_timer():
     sizes = []
+    busy, release = threading.Event(), threading.Event()
 
-    def slow(batch):
-        import time
-
-        time.sleep(0.05)
+    def held_first_call(batch):
+        if not busy.is_set():  # the first call: the model stays busy until the others have queued
+            busy.set()
+            release.wait(10)
         return _identity(batch)
 
-    batcher = Batcher(slow, max_batch_size=64, max_latency_s=0,
+    batcher = Batcher(held_first_call, max_batch_size=64, max_latency_s=0,
                       on_batch=sizes.append)  # fmt: skip
 
     async def main():
         first = asyncio.ensure_future(batcher.submit(_images(0, 1)))
-        await asyncio.sleep(0.01)  # the first call is running now
-        rest = [batcher.submit(_images(i, 1)) for i in range(1, 6)]
+        await asyncio.to_thread(busy.wait, 10)  # the first call is running now
+        rest = [asyncio.ensure_future(batcher.submit(_images(i, 1))) for i in range(1, 6)]
+        await until(lambda: batcher.queued == 5)
+        release.set()
         return await asyncio.gather(first, *rest)
 
-    answers = _run(main())
+    try:
+        answers = _run(main())
+    finally:
+        release.set()
+        batcher.close()
     assert sizes == [1, 5]
     assert [a[0, 0] for a in answers] == [0, 1, 2, 3, 4, 5]
 
@@ -105,12 +121,10 @@ def test_a_cancelled_request_leaves_the_queue_and_never_reaches_the_model():
 
     async def main():
         first = asyncio.create_task(batcher.submit(_images(0, 1)))
-        while not calls:  # the first request is in the model now
-            await asyncio.sleep(0.01)
+        await until(lambda: bool(calls))  # the first request is in the model now
         gone = asyncio.create_task(batcher.submit(_images(100, 3)))
         kept = asyncio.create_task(batcher.submit(_images(200, 2)))
-        await asyncio.sleep(0.05)
-        assert batcher.queued == 5
+        await until(lambda: batcher.queued == 5)
         gone.cancel()  # the client went away while waiting for the busy model
         await asyncio.sleep(0)
         release.set()

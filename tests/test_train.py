@@ -172,7 +172,7 @@ def test_adamw_with_the_dataloader_path_learns(tmp_path):
 
 def test_a_onecycle_schedule_too_short_to_have_two_phases_is_a_clear_error(tmp_path):
     from training.config import ConfigError
-    from training.train import build_scheduler
+    from training.optim import build_scheduler
 
     cfg = load_config(None, ['schedule.name="onecycle"', "epochs=1"])
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)

@@ -125,7 +125,10 @@ class TensorBatchLoader:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        marks: np.ndarray | None = None,
     ):
+        """`marks`: an optional bool per image, yielded with each batch as a third tensor
+        (fine-tuning marks the Fashion-MNIST replay images it distils on)."""
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(device)[:, None]
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
         self.batch_size = batch_size
@@ -138,6 +141,7 @@ class TensorBatchLoader:
         self.world_size = world_size
         self.epoch = 0
         self.per_rank = math.ceil(len(self.labels) / world_size)
+        self.marks = None if marks is None else torch.from_numpy(np.asarray(marks, dtype=bool)).to(device)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -159,7 +163,7 @@ class TensorBatchLoader:
             order = torch.cat([order, order[: total - n]])[self.rank :: self.world_size]
         return order.to(self.device)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self._indices()
         gen = torch.Generator(device=self.device).manual_seed((self.seed * 7919 + self.epoch) * 131 + self.rank)
         for b in range(len(self)):
@@ -167,7 +171,7 @@ class TensorBatchLoader:
             x = self.images[idx].float().div_(255)
             if self.augment is not None:
                 x = augment_batch(x, self.augment, gen)
-            yield x, self.labels[idx]
+            yield (x, self.labels[idx]) if self.marks is None else (x, self.labels[idx], self.marks[idx])
 
 
 def standard_loader(

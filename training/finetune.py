@@ -1,11 +1,11 @@
 """Fine-tune the shipped model on a person's wardrobe: their corrections, Fashion-MNIST replay.
 
-Reads top to bottom: `finetune_one_epoch`, `measure`, `epoch_data`, `main`. The
-wardrobe is frozen first (copied into the run directory and checksummed), the
-corrections the starting model most strongly disagrees with are listed (confident
-learning; kept, not dropped: the person decides), the person's items are split
-into own-train and held-out, and the model is measured on both the held-out
-items and the Fashion-MNIST test set before and after. Run it as
+The recipe is `main`'s four steps, in order: `freeze` the wardrobe (copied beside the run and
+checksummed) and split the person's items into own-train and held-out; `measure_start`: list
+the corrections the start model most strongly disagrees with (confident learning; kept, not
+dropped: the person decides) and measure it; `train` through the same epoch loop as training
+from scratch (training/train.py), with replay and distillation; `summarise` the before/after
+change on the held-out items and the Fashion-MNIST test set. Run it as
 
     wardrobe train --config configs/finetune.toml --set data.wardrobe=<zip | folder | URL>
 """
@@ -16,13 +16,13 @@ import copy
 import dataclasses
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from contract.files import make_temp_beside, move_into_place, sha256_file, write_json
 from contract.stats import accuracy_with_interval, mcnemar
@@ -33,50 +33,27 @@ from training.config import ConfigError, TrainConfig, load_config
 from training.data import TensorBatchLoader, stratified_split
 from training.label_issues import find_label_issues
 from training.models import count_parameters
+from training.optim import build_optimizer, build_scheduler
 from training.run_log import RunLog
-from training.train import build_optimizer, build_scheduler, evaluate, resolve_device, source_commit
+from training.train import evaluate, resolve_device, source_commit, train_one_epoch
+from training.wardrobe_data import WardrobeItems
 
 SHOWN_ISSUES = 10  # corrections listed on the console; label_issues.json has them all
 
 
-def set_train_mode(model: nn.Module, freeze_batchnorm: bool) -> None:
-    """Training mode, but with BatchNorm on its stored statistics when frozen: a few hundred
-    photos mixed into each batch would otherwise drag them away from Fashion-MNIST's."""
-    model.train()
-    if freeze_batchnorm:
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
+def distillation(teacher: nn.Module, weight: float):
+    """The extra loss of Learning without Forgetting (Li & Hoiem 2016): on the replay images, stay
+    close to what the start model answered, not only to the label; weighted by the replay share."""
 
+    def loss(x: torch.Tensor, logits: torch.Tensor, replay: torch.Tensor) -> torch.Tensor:
+        if not replay.any():
+            return logits.new_zeros(())
+        with torch.no_grad():
+            target = F.softmax(teacher(x[replay]), dim=1)
+        drift = F.kl_div(F.log_softmax(logits[replay], dim=1), target, reduction="batchmean")
+        return weight * drift * replay.float().mean()
 
-OWN = 10
-"""The person's items travel through the loader labelled class + OWN, so each batch knows which
-of its images are Fashion-MNIST replay (distilled) and which are the person's (not)."""
-
-
-def finetune_one_epoch(model, teacher, loader, optimizer, scheduler, cfg: TrainConfig, device, epoch: int):
-    set_train_mode(model, cfg.finetune.freeze_batchnorm)
-    loss_sum = correct = seen = 0.0
-    for x, tagged in tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=30.0):
-        x, tagged = x.to(device), tagged.to(device)
-        y, replay = tagged % OWN, tagged < OWN
-        logits = model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=cfg.optim.label_smoothing)
-        if teacher is not None and replay.any():
-            # Learning without Forgetting (Li & Hoiem 2016): on replay images, stay close to what
-            # the start model answered, not only to the label; weighted by the replay share.
-            with torch.no_grad():
-                target = F.softmax(teacher(x[replay]), dim=1)
-            drift = F.kl_div(F.log_softmax(logits[replay], dim=1), target, reduction="batchmean")
-            loss = loss + cfg.finetune.distill * drift * replay.float().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        loss_sum += loss.item() * len(y)
-        correct += (logits.argmax(1) == y).sum().item()
-        seen += len(y)
-    return loss_sum / seen, correct / seen
+    return loss
 
 
 def compare(before: np.ndarray, after: np.ndarray) -> dict:
@@ -102,7 +79,7 @@ def predict(model: nn.Module, images: np.ndarray, device, tta_flip: bool) -> np.
     return torch.softmax(logits.double(), dim=1).numpy()
 
 
-def measure(model, held: wardrobe_data.WardrobeItems, ds, device, tta_flip: bool) -> dict[str, np.ndarray]:
+def measure(model, held: WardrobeItems, ds, device, tta_flip: bool) -> dict[str, np.ndarray]:
     """Per-image correctness on the person's held-out items and on the Fashion-MNIST test set."""
     return {
         "held_out": predict(model, held.images, device, tta_flip).argmax(1) == held.labels,
@@ -110,7 +87,7 @@ def measure(model, held: wardrobe_data.WardrobeItems, ds, device, tta_flip: bool
     }
 
 
-def label_issues(items: wardrobe_data.WardrobeItems, probabilities: np.ndarray, names: dict[int, str]) -> list[dict]:
+def label_issues(items: WardrobeItems, probabilities: np.ndarray, names: dict[int, str]) -> list[dict]:
     """The person's labels the starting model most strongly disagrees with, most doubtful first."""
     rows = []
     for i in find_label_issues(items.labels, probabilities):
@@ -127,7 +104,7 @@ def label_issues(items: wardrobe_data.WardrobeItems, probabilities: np.ndarray, 
     return rows
 
 
-def epoch_data(own: wardrobe_data.WardrobeItems, replay_pool: tuple[np.ndarray, np.ndarray], cfg, epoch: int):
+def epoch_data(own: WardrobeItems, replay_pool: tuple[np.ndarray, np.ndarray], cfg, epoch: int):
     """One epoch's images: `replay` fresh Fashion-MNIST images plus the person's own-train items,
     repeated (each about equally often) until they make up `own_share` of the epoch; and which of
     them are the person's."""
@@ -144,23 +121,120 @@ def epoch_data(own: wardrobe_data.WardrobeItems, replay_pool: tuple[np.ndarray, 
     return images, labels, np.arange(len(labels)) >= len(replay)
 
 
-def _freeze(cfg: TrainConfig) -> wardrobe_data.Snapshot:
-    """Freeze the wardrobe beside the run directories; a pinned checksum must match."""
+@dataclass(frozen=True)
+class FrozenWardrobe:
+    """What a run learns from: the frozen export, the labelled items, and their split."""
+
+    snapshot: wardrobe_data.Snapshot
+    items: WardrobeItems
+    own: WardrobeItems
+    """Own-train: the person's items the model trains on."""
+    held: WardrobeItems
+    """Held out: never trained on, the before/after measure."""
+
+
+def freeze(cfg: TrainConfig) -> FrozenWardrobe:
+    """Step 1: freeze the wardrobe beside the run directories (a pinned checksum must match) and split
+    the labelled items; a wardrobe too small to split leaves nothing behind."""
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_beside(out_dir / "wardrobe-export.zip", suffix=".zip")
+    where = f"data.wardrobe {cfg.data.wardrobe}"
     try:
         snapshot = wardrobe_data.freeze(cfg.data.wardrobe, tmp)
+        if cfg.data.wardrobe_sha256 and snapshot.sha256 != cfg.data.wardrobe_sha256:
+            raise wardrobe_data.WardrobeError(
+                f"{where}: export checksum {snapshot.sha256} is not the pinned "
+                f"data.wardrobe_sha256 {cfg.data.wardrobe_sha256}; the wardrobe changed since that run"
+            )
+        items = snapshot.items if cfg.finetune.labels == "all" else snapshot.items.person_labelled()
+        wardrobe_data.check_enough(items.labels, cfg.finetune.min_per_class, cfg.finetune.min_items, where)
+        own, held = wardrobe_data.split_held_out(items.ids, items.labels, cfg.finetune.held_out, cfg.data.split_seed)
+        if len(own) == 0 or len(held) == 0:
+            raise wardrobe_data.WardrobeError(f"{where}: too few labelled items to split into train and held-out")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    if cfg.data.wardrobe_sha256 and snapshot.sha256 != cfg.data.wardrobe_sha256:
-        tmp.unlink(missing_ok=True)
-        raise wardrobe_data.WardrobeError(
-            f"data.wardrobe {cfg.data.wardrobe}: export checksum {snapshot.sha256} is not the pinned "
-            f"data.wardrobe_sha256 {cfg.data.wardrobe_sha256}; the wardrobe changed since that run"
+    return FrozenWardrobe(snapshot, items, items.subset(own), items.subset(held))
+
+
+def measure_start(model: nn.Module, wardrobe: FrozenWardrobe, ds, cfg, device, run_dir: Path, log: RunLog):
+    """Step 2, before training: which of the person's labels does the start model doubt most
+    (label_issues.json; its predictions are out-of-sample for all of them, as confident learning
+    needs), and how right is it on the held-out items and Fashion-MNIST? Returns (correctness, issues)."""
+    probabilities = predict(model, wardrobe.items.images, device, cfg.tta_flip)
+    issues = label_issues(wardrobe.items, probabilities, wardrobe.snapshot.names)
+    write_json(issues, run_dir / "label_issues.json")
+    if issues:
+        log.info(f"{len(issues)} labels the current model strongly disagrees with (kept; check them on the page):")
+        for row in issues[:SHOWN_ISSUES]:
+            where = f" ({row['file']})" if "file" in row else ""
+            log.info(
+                f"  item {row['id']}{where}: labelled {row['label']}, model says {row['model_says']} "
+                f"(p(label) = {row['model_probability_of_label']:.3f})"
+            )
+    else:
+        log.info("confident learning finds no label the current model strongly disagrees with")
+    return measure(model, wardrobe.held, ds, device, cfg.tta_flip), issues
+
+
+def train(model: nn.Module, own: WardrobeItems, ds, split, cfg: TrainConfig, device, log: RunLog) -> float:
+    """Step 3: the recipe's epochs, each a fresh replay draw plus the oversampled own-train items,
+    through the epoch loop of training from scratch; returns the last validation accuracy. No model
+    selection on the held-out items (that would be training on them): the last epoch is the result."""
+    pool = (ds.train_images[split.train_indices], ds.train_labels[split.train_indices])
+    val_loader = TensorBatchLoader(ds.train_images[split.val_indices], ds.train_labels[split.val_indices], 1000, device)
+    images, labels, is_own = epoch_data(own, pool, cfg, 0)
+    steps = len(labels) // cfg.batch_size
+    if steps == 0:
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than an epoch's {len(labels)} images")
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, steps)
+    teacher = copy.deepcopy(model).eval().requires_grad_(False) if cfg.finetune.distill else None
+    extra_loss = distillation(teacher, cfg.finetune.distill) if teacher is not None else None
+    log.info(
+        f"each epoch: {int((~is_own).sum())} Fashion-MNIST replay + {int(is_own.sum())} own-train (oversampled) "
+        f"images{f', distilled from the start model on replay (weight {cfg.finetune.distill:g})' if teacher else ''}"
+    )
+    val_acc = 0.0
+    for epoch in range(cfg.epochs):
+        t0 = time.time()
+        if epoch:
+            images, labels, is_own = epoch_data(own, pool, cfg, epoch)
+        loader = TensorBatchLoader(images, labels, cfg.batch_size, device, shuffle=True, augment=cfg.augment,
+                                   seed=cfg.seed, drop_last=True, marks=~is_own)  # fmt: skip
+        loader.set_epoch(epoch)
+        train_loss, train_acc = train_one_epoch(
+            model, loader, optimizer, scheduler, cfg, device, epoch, extra_loss=extra_loss
         )
-    return snapshot
+        val_loss, val_acc, _ = evaluate(model, val_loader, device, cfg.tta_flip, channels_last=False)
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
+               "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - t0}  # fmt: skip
+        log.epoch(row, improved=epoch == cfg.epochs - 1)
+    return val_acc
+
+
+def summarise(before: dict, after: dict, held: WardrobeItems, log: RunLog) -> dict:
+    """Step 4: the paired before/after comparison on the held-out items (also per class) and on
+    Fashion-MNIST, logged in a sentence each."""
+    result = {name: compare(before[name], after[name]) for name in before}
+    result["held_out"]["per_class"] = {
+        fashion_mnist.CLASSES[c]: {
+            "n": int(np.sum(held.labels == c)),
+            "before": float(before["held_out"][held.labels == c].mean()),
+            "after": float(after["held_out"][held.labels == c].mean()),
+        }
+        for c in np.unique(held.labels)
+    }
+    for name, title in (("held_out", "your held-out items"), ("fashion_mnist_test", "Fashion-MNIST test")):
+        r = result[name]
+        b, a = r["before"], r["after"]
+        log.info(
+            f"{title}: {b['accuracy']:.4f} [{b['ci95'][0]:.3f}, {b['ci95'][1]:.3f}] → "
+            f"{a['accuracy']:.4f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}] ({r['change_points']:+.2f} points, "
+            f"n = {a['n']}; {r['fixed']} fixed, {r['broken']} broken, McNemar p = {r['mcnemar_p']:.3g})"
+        )
+    return result
 
 
 def main(cfg: TrainConfig, run_dir: Path | None = None, data_dir: str | None = None) -> Path:
@@ -176,20 +250,8 @@ def main(cfg: TrainConfig, run_dir: Path | None = None, data_dir: str | None = N
     # The network is the base's; so is mirror TTA, which the export bakes in.
     cfg = dataclasses.replace(cfg, model=base_cfg.model, tta_flip=base_cfg.tta_flip)
 
-    snapshot = _freeze(cfg)
-    try:
-        items = snapshot.items if cfg.finetune.labels == "all" else snapshot.items.person_labelled()
-        where = f"data.wardrobe {cfg.data.wardrobe}"
-        wardrobe_data.check_enough(items.labels, cfg.finetune.min_per_class, cfg.finetune.min_items, where)
-        train_idx, held_idx = wardrobe_data.split_held_out(
-            items.ids, items.labels, cfg.finetune.held_out, cfg.data.split_seed
-        )
-        if len(train_idx) == 0 or len(held_idx) == 0:
-            raise wardrobe_data.WardrobeError(f"{where}: too few labelled items to split into train and held-out")
-    except BaseException:
-        snapshot.path.unlink(missing_ok=True)
-        raise
-    own, held = items.subset(train_idx), items.subset(held_idx)
+    wardrobe = freeze(cfg)
+    snapshot, own, held = wardrobe.snapshot, wardrobe.own, wardrobe.held
     cfg = dataclasses.replace(
         cfg, data=dataclasses.replace(cfg.data, wardrobe_sha256=snapshot.sha256, wardrobe_items=len(snapshot.items))
     )
@@ -202,107 +264,27 @@ def main(cfg: TrainConfig, run_dir: Path | None = None, data_dir: str | None = N
     split = stratified_split(ds.train_labels, cfg.data.val_size, cfg.data.split_seed)
     log = RunLog(run_dir)
     wardrobe_info = {
-        "source": cfg.data.wardrobe,
-        "export": frozen.name,
-        "sha256": snapshot.sha256,
-        "items": len(snapshot.items),
-        "labelled": len(items),
-        "own_train": len(own),
-        "held_out": len(held),
-        "held_out_ids": list(held.ids),
-        "base": str(base_path),
-        "base_sha256": sha256_file(base_path),
-    }
-    log.start(
-        cfg,
-        extra={
-            "parameters": count_parameters(model),
-            "device": str(device),
-            "world_size": 1,
-            "dataset_sha256": ds.checksum,
-            "dataset_source": str(ds.source),
-            "split_sha256": split.checksum,
-            "source_commit": source_commit(),
-            "wardrobe": wardrobe_info,
-        },
-    )
+        "source": cfg.data.wardrobe, "export": frozen.name, "sha256": snapshot.sha256, "items": len(snapshot.items),
+        "labelled": len(wardrobe.items), "own_train": len(own), "held_out": len(held), "held_out_ids": list(held.ids),
+        "base": str(base_path), "base_sha256": sha256_file(base_path),
+    }  # fmt: skip
+    log.start(cfg, extra={"parameters": count_parameters(model), "device": str(device), "world_size": 1,
+                          "dataset_sha256": ds.checksum, "dataset_source": str(ds.source),
+                          "split_sha256": split.checksum, "source_commit": source_commit(),
+                          "wardrobe": wardrobe_info})  # fmt: skip
     log.info(
         f"fine-tuning {base_path} on {frozen} (sha256 {snapshot.sha256[:12]}…, {len(snapshot.items)} items): "
-        f"{len(items)} labelled → {len(own)} own-train, {len(held)} held-out (never trained on)"
+        f"{len(wardrobe.items)} labelled → {len(own)} own-train, {len(held)} held-out (never trained on)"
     )
 
-    # Before training: which of the person's labels does the starting model doubt most?
-    # Its predictions are out-of-sample for all of them, as confident learning needs.
-    issues = label_issues(items, predict(model, items.images, device, cfg.tta_flip), snapshot.names)
-    write_json(issues, run_dir / "label_issues.json")
-    if issues:
-        log.info(f"{len(issues)} labels the current model strongly disagrees with (kept; check them on the page):")
-        for row in issues[:SHOWN_ISSUES]:
-            where = f" ({row['file']})" if "file" in row else ""
-            log.info(
-                f"  item {row['id']}{where}: labelled {row['label']}, model says {row['model_says']} "
-                f"(p(label) = {row['model_probability_of_label']:.3f})"
-            )
-    else:
-        log.info("confident learning finds no label the current model strongly disagrees with")
-
-    before = measure(model, held, ds, device, cfg.tta_flip)
-    pool = (ds.train_images[split.train_indices], ds.train_labels[split.train_indices])
-    val_loader = TensorBatchLoader(ds.train_images[split.val_indices], ds.train_labels[split.val_indices], 1000, device)
-    images, labels, is_own = epoch_data(own, pool, cfg, 0)
-    steps = len(labels) // cfg.batch_size
-    if steps == 0:
-        raise ValueError(f"batch_size {cfg.batch_size} is larger than an epoch's {len(labels)} images")
-    optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, steps)
-    teacher = copy.deepcopy(model).eval().requires_grad_(False) if cfg.finetune.distill else None
-    log.info(
-        f"each epoch: {int((~is_own).sum())} Fashion-MNIST replay + {int(is_own.sum())} own-train (oversampled) "
-        f"images{f', distilled from the start model on replay (weight {cfg.finetune.distill:g})' if teacher else ''}"
-    )
-    for epoch in range(cfg.epochs):
-        t0 = time.time()
-        if epoch:
-            images, labels, is_own = epoch_data(own, pool, cfg, epoch)
-        tagged = labels + OWN * is_own
-        loader = TensorBatchLoader(
-            images, tagged, cfg.batch_size, device, shuffle=True, augment=cfg.augment, seed=cfg.seed, drop_last=True
-        )
-        loader.set_epoch(epoch)
-        train_loss, train_acc = finetune_one_epoch(model, teacher, loader, optimizer, scheduler, cfg, device, epoch)
-        val_loss, val_acc, _ = evaluate(model, val_loader, device, cfg.tta_flip, channels_last=False)
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.time() - t0,
-        }
-        log.epoch(row, improved=epoch == cfg.epochs - 1)
-    # No model selection on the held-out items (that would be training on them): the last
-    # epoch's weights are the result, saved as best.pt so `wardrobe export RUN` finds them.
-    save_checkpoint(
-        {
-            "model": model.state_dict(),
-            "config": dataclasses.asdict(cfg),
-            "epoch": cfg.epochs,
-            "val_acc": val_acc,
-            "parameters": count_parameters(model),
-        },
+    before, issues = measure_start(model, wardrobe, ds, cfg, device, run_dir, log)
+    val_acc = train(model, own, ds, split, cfg, device, log)
+    save_checkpoint(  # as best.pt, so `wardrobe export RUN` finds it
+        {"model": model.state_dict(), "config": dataclasses.asdict(cfg), "epoch": cfg.epochs, "val_acc": val_acc,
+         "parameters": count_parameters(model)},
         run_dir / "best.pt",
-    )
-    after = measure(model, held, ds, device, cfg.tta_flip)
-    result = {name: compare(before[name], after[name]) for name in before}
-    result["held_out"]["per_class"] = {
-        fashion_mnist.CLASSES[c]: {
-            "n": int(np.sum(held.labels == c)),
-            "before": float(before["held_out"][held.labels == c].mean()),
-            "after": float(after["held_out"][held.labels == c].mean()),
-        }
-        for c in np.unique(held.labels)
-    }
+    )  # fmt: skip
+    result = summarise(before, measure(model, held, ds, device, cfg.tta_flip), held, log)
     summary = {
         "best_epoch": cfg.epochs,
         "best_val_acc": val_acc,
@@ -315,14 +297,6 @@ def main(cfg: TrainConfig, run_dir: Path | None = None, data_dir: str | None = N
     }
     log.finish(summary)
     write_json(summary, run_dir / "finetune.json")
-    for name, title in (("held_out", "your held-out items"), ("fashion_mnist_test", "Fashion-MNIST test")):
-        r = result[name]
-        b, a = r["before"], r["after"]
-        log.info(
-            f"{title}: {b['accuracy']:.4f} [{b['ci95'][0]:.3f}, {b['ci95'][1]:.3f}] → "
-            f"{a['accuracy']:.4f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}] ({r['change_points']:+.2f} points, "
-            f"n = {a['n']}; {r['fixed']} fixed, {r['broken']} broken, McNemar p = {r['mcnemar_p']:.3g})"
-        )
     return run_dir
 
 

@@ -29,6 +29,7 @@ from training.config import ConfigError, TrainConfig, config_from_dict, load_con
 from training.data import ArrayDataset, TensorBatchLoader, standard_loader, stratified_split
 from training.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
 from training.models import build_model, count_parameters
+from training.optim import build_optimizer, build_scheduler
 from training.run_log import RunLog
 
 
@@ -40,48 +41,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Decay only conv/linear weights: L2 on BatchNorm scales and biases only fights normalisation."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    o = cfg.optim
-    groups = param_groups(model, o.weight_decay)
-    if o.name == "sgd":
-        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.momentum > 0)
-    return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
-
-
-def build_scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    total = cfg.epochs * steps_per_epoch
-    s = cfg.schedule
-    if s.name == "onecycle":
-        # OneCycleLR divides by each phase's length in steps: both phases need two or more
-        if total < 4:
-            raise ConfigError(
-                f"schedule.name 'onecycle' needs at least 4 optimizer steps, got {total} "
-                f"({cfg.epochs} epoch(s) × {steps_per_epoch} batch(es)); train longer or use 'constant'"
-            )
-        pct = min(max(s.warmup_epochs / cfg.epochs, 0.01, 2 / total), 0.5)
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.optim.lr, total_steps=total, pct_start=pct)
-    if s.name == "cosine":
-        warmup = max(1, round(s.warmup_epochs * steps_per_epoch))
-        return torch.optim.lr_scheduler.SequentialLR(
-            optimizer,
-            [
-                torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=warmup),
-                torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup)),
-            ],
-            milestones=[warmup],
-        )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-
-
 def forward(model: nn.Module, x: torch.Tensor, tta_flip: bool) -> torch.Tensor:
     logits = model(x)
     if tta_flip:  # garments are left-right symmetric enough that the mirror is a second opinion
@@ -89,8 +48,25 @@ def forward(model: nn.Module, x: torch.Tensor, tta_flip: bool) -> torch.Tensor:
     return logits
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, device, ema, epoch, dist_info):
+def set_train_mode(model: nn.Module, freeze_batchnorm: bool) -> None:
+    """Training mode, but with BatchNorm on its stored statistics when frozen (when fine-tuning,
+    a few hundred photos in each batch could drag them away from Fashion-MNIST's)."""
     model.train()
+    if freeze_batchnorm:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def train_one_epoch(
+    model, loader, optimizer, scheduler, cfg: TrainConfig, device, epoch: int, *,
+    ema=None, dist_info: DistInfo | None = None, extra_loss=None,
+):  # fmt: skip
+    """One pass over `loader`, for training from scratch and fine-tuning alike; returns (mean loss,
+    accuracy). A loader that also yields a per-image mark (fine-tuning: which images are replay)
+    hands it to `extra_loss(x, logits, mark)`, whose value is added to the cross-entropy."""
+    dist_info = dist_info or DistInfo()
+    set_train_mode(model, cfg.finetune.freeze_batchnorm)
     loss_sum = correct = seen = 0.0
     use_bf16 = device.type == "cuda"
     bar = tqdm(
@@ -101,13 +77,15 @@ def train_one_epoch(model, loader, optimizer, scheduler, cfg: TrainConfig, devic
         mininterval=1.0 if sys.stderr.isatty() else 30.0,
         dynamic_ncols=True,
     )
-    for x, y in bar:
+    for x, y, *mark in bar:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if cfg.model.arch == "cnn":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.optim.label_smoothing)
+            if extra_loss is not None:
+                loss = loss + extra_loss(x, logits, mark[0] if mark else None)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -261,7 +239,7 @@ def _train(cfg, device, dist_info, run_dir, resume, data_dir) -> Path:
         if isinstance(train_loader, TensorBatchLoader):  # reshuffle and re-seed augmentation per epoch
             train_loader.set_epoch(epoch)
         train_loss, train_acc = train_one_epoch(
-            model, train_loader, optimizer, scheduler, cfg, device, ema, epoch, dist_info
+            model, train_loader, optimizer, scheduler, cfg, device, epoch, ema=ema, dist_info=dist_info
         )
         val_loss, val_acc, _ = evaluate(eval_model, val_loader, device, cfg.tta_flip, channels_last)
         improved = val_acc > best_acc
