@@ -103,8 +103,9 @@ def test_photo_like_test_images_come_back_close_to_the_original(fmnist):
         data, _ = make_photo_like(crop, rng)
         back = to_fashion_mnist(decode_image(data))
         overlaps.append(((back > 30) & (crop > 30)).sum() / ((back > 30) | (crop > 30)).sum())
-    # flat sandals lose most when off by one row, hence the lower bound per image
-    assert np.mean(overlaps) > 0.8 and min(overlaps) > 0.5, overlaps
+    # flat sandals lose most when off by one row, and the opening that keeps a hanger out of the
+    # crop (contract/isolate.py) trims their thinnest straps too: hence the lower bound per image
+    assert np.mean(overlaps) > 0.8 and min(overlaps) > 0.35, overlaps
 
 
 def test_exif_orientation_is_applied():
