@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from wardrobe_server import Server, free_port, running_server
 
 from training import fashion_mnist
 from training.checkpoint import save_checkpoint
@@ -18,6 +18,20 @@ from training.models import build_model
 from training.wardrobe_data import WardrobeItems
 
 REPO = Path(__file__).resolve().parents[1]
+__all__ = ["free_port"]  # tests import it from here
+SHARED_SETTINGS = {
+    "WARDROBE_WORKERS": "1",
+    "WARDROBE_MAX_FILES": "8",
+    "WARDROBE_MAX_FILE_BYTES": "200000",
+    "WARDROBE_MAX_REQUEST_BYTES": "1000000",
+    "WARDROBE_MAX_PIXELS": "10000",
+    "WARDROBE_QUEUE_BOUND": "6",
+    # A wide batching window makes "arrive together" and "queue is full" deterministic.
+    "WARDROBE_MAX_LATENCY_MS": "100",
+    # A Content-Length longer than the body ends in a 408 this soon (tests/test_upload_fuzz.py).
+    "WARDROBE_BODY_IDLE_S": "2",
+}
+"""The shared server's settings: small limits, so the tests can cross them cheaply."""
 
 TINY_CNN = [
     'name="tiny"', 'model.arch="cnn"', "model.channels=[8,16]", "model.convs_per_stage=1",
@@ -106,8 +120,11 @@ def make_items(fmnist, per_class: int = 4, person: int | None = None) -> Wardrob
     )
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago, for a test server."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="session")
+def shared_server(tiny_model_path, tmp_path_factory) -> Server:
+    """One real server (`bentoml serve`, the tiny model, SHARED_SETTINGS) for every test that needs
+    no settings of its own; tests that do start theirs with `running_server`."""
+    directory = tmp_path_factory.mktemp("shared-server")
+    with running_server(directory / "server.log", model=tiny_model_path, WARDROBE_DB=str(directory / "w.db"),
+                        **SHARED_SETTINGS) as server:  # fmt: skip
+        yield server

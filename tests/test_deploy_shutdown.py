@@ -13,15 +13,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port
-
-from service.serve import SERVICE, stop, wait_ready
+from wardrobe_server import running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "service" / "samples" / "sneaker.png"
@@ -67,19 +63,8 @@ def _read_response(connection: socket.socket, timeout_s: float) -> tuple[int, by
 
 @pytest.fixture
 def server(tiny_model_path, tmp_path):
-    port = free_port()
-    env = {**os.environ, "WARDROBE_MODEL": str(tiny_model_path), "WARDROBE_WORKERS": "1"}
-    log = tmp_path / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
-            wait_ready(process, f"http://127.0.0.1:{port}", timeout_s=120)
-            yield process, port, log
-        finally:
-            stop(process)
+    with running_server(tmp_path / "server.log", model=tiny_model_path, WARDROBE_WORKERS="1") as started:
+        yield started.process, started.port, started.log
 
 
 @pytest.mark.parametrize("target", ["main-process", "process-group"])

@@ -7,21 +7,17 @@ that send headers and a few bytes of an upload and then stall.
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
-from conftest import free_port
 from starlette.responses import JSONResponse
+from wardrobe_server import running_server
 
 from service.admission import BodyDeadline, ConnectionCap
-from service.serve import SERVICE, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "service" / "samples" / "sneaker.png"
@@ -130,21 +126,9 @@ LIMITS = {
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_path, tmp_path_factory):
-    port = free_port()
-    env = {**os.environ, **LIMITS, "WARDROBE_MODEL": str(tiny_model_path)}
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            wait_ready(process, f"http://127.0.0.1:{port}", timeout_s=120)
-            yield port
-        finally:
-            stop(process)
-    assert "Traceback" not in log.read_text(errors="replace"), log.read_text()[-3000:]
+def server(tiny_model_path, tmp_path_factory) -> int:
+    with running_server(tmp_path_factory.mktemp("server") / "server.log", model=tiny_model_path, **LIMITS) as started:
+        yield started.port
 
 
 def _stalled_upload(port: int, declared: int = 100_000) -> socket.socket:

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,34 +16,17 @@ import httpx
 import pytest
 from bentoml.exceptions import BentoMLException
 from browser import CHROMIUM, chromium, watched_page
-from conftest import free_port
-
-from service.serve import SERVICE, stop, wait_ready
+from wardrobe_server import running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "service" / "samples"
 IMAGES = [SAMPLES / "sneaker.png", SAMPLES / "trouser.png", SAMPLES / "ankle-boot.png"]
-LIMITS = {"WARDROBE_WORKERS": "1", "WARDROBE_MAX_FILE_BYTES": "200000", "WARDROBE_MAX_REQUEST_BYTES": "1000000"}
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_path, tmp_path_factory):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    home = tmp_path_factory.mktemp("bentoml-home")  # its own /metrics directory (BentoML empties it at start)
-    env = {**os.environ, **LIMITS, "WARDROBE_MODEL": str(tiny_model_path), "BENTOML_HOME": str(home)}
-    log = home / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            wait_ready(process, url, timeout_s=120)
-            yield url
-        finally:
-            stop(process)
-    assert "Traceback" not in log.read_text(errors="replace"), log.read_text()[-3000:]
+def server(shared_server) -> str:
+    """The session's server (tests/conftest.py): the tiny model, 200 KB per file, 1 MB per request."""
+    return shared_server.url
 
 
 def _curl(url: str, paths: list[Path]) -> tuple[int, bytes]:
@@ -109,21 +91,12 @@ def test_async_client_gets_exactly_what_curl_gets(server, curl_answer):
 
 @pytest.mark.slow
 def test_a_service_composing_ours_with_depends_gets_typed_answers(server, curl_answer, tmp_path):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "WARDROBE_URL": server, "BENTOML_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    with open(tmp_path / "outfit.log", "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", "tests.composing_service:Outfit", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            wait_ready(process, url, timeout_s=120)
-            files = [("images", (path.name, path.read_bytes())) for path in IMAGES]
-            response = httpx.post(f"{url}/labels", files=files, timeout=30)
-        finally:
-            stop(process)
-    assert response.status_code == 200, (tmp_path / "outfit.log").read_text()[-3000:]
+    log = tmp_path / "outfit.log"
+    with running_server(log, service="tests.composing_service:Outfit", check_log=False,
+                        WARDROBE_URL=server, PYTHONPATH=str(ROOT)) as outfit:  # fmt: skip
+        files = [("images", (path.name, path.read_bytes())) for path in IMAGES]
+        response = httpx.post(f"{outfit.url}/labels", files=files, timeout=30)
+    assert response.status_code == 200, log.read_text()[-3000:]
     assert response.json() == [a["label"] for a in curl_answer]
 
 

@@ -7,8 +7,6 @@ import io
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,45 +15,19 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import free_port
 from PIL import Image
 
 from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
 from contract.runtime import load_model
-from service.serve import SERVICE, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "service" / "samples"
-LIMITS = {
-    "WARDROBE_WORKERS": "1",
-    "WARDROBE_MAX_FILES": "8",
-    "WARDROBE_MAX_FILE_BYTES": "200000",
-    "WARDROBE_MAX_REQUEST_BYTES": "1000000",
-    "WARDROBE_MAX_PIXELS": "10000",
-    "WARDROBE_QUEUE_BOUND": "6",
-    # A wide batching window makes "arrive together" and "queue is full" deterministic here.
-    "WARDROBE_MAX_LATENCY_MS": "100",
-}
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_path, tmp_path_factory):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    home = tmp_path_factory.mktemp("server")  # its own BENTOML_HOME: BentoML empties its /metrics directory at start
-    env = {**os.environ, **LIMITS, "WARDROBE_MODEL": str(tiny_model_path), "BENTOML_HOME": str(home)}
-    log = home / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            wait_ready(process, url, timeout_s=120)
-            yield url
-        finally:
-            stop(process)
-    assert "Traceback" not in log.read_text(errors="replace"), log.read_text()[-3000:]
+def server(shared_server) -> str:
+    """The session's server (tests/conftest.py): the tiny model, small limits, queue bound 6."""
+    return shared_server.url
 
 
 def _png(array: np.ndarray) -> bytes:

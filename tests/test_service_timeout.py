@@ -10,19 +10,14 @@ deterministically, with no hook inside it, until the timeout answers.
 from __future__ import annotations
 
 import json
-import os
 import select
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port
-
-from service.serve import SERVICE, stop, wait_ready
+from wardrobe_server import running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "service" / "samples" / "sneaker.png"
@@ -32,22 +27,12 @@ BOUNDARY = "wardrobe-timeout-test"
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_path, tmp_path_factory):
-    port = free_port()
-    env = {**os.environ, "WARDROBE_MODEL": str(tiny_model_path), "WARDROBE_WORKERS": "1",
-           "WARDROBE_TIMEOUT_S": str(TIMEOUT_S), "WARDROBE_BODY_IDLE_S": str(BODY_IDLE_S),
-           "WARDROBE_BODY_MIN_RATE": "0"}  # fmt: skip
+def server(tiny_model_path, tmp_path_factory) -> int:
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
-            wait_ready(process, f"http://127.0.0.1:{port}", timeout_s=120)
-            yield port
-        finally:
-            stop(process)
+    with running_server(log, model=tiny_model_path, check_log=False, WARDROBE_WORKERS="1",
+                        WARDROBE_TIMEOUT_S=str(TIMEOUT_S), WARDROBE_BODY_IDLE_S=str(BODY_IDLE_S),
+                        WARDROBE_BODY_MIN_RATE="0") as started:  # fmt: skip
+        yield started.port
 
 
 def _read_response(connection: socket.socket, timeout_s: float) -> tuple[int, bytes]:
@@ -73,9 +58,13 @@ def _read_response(connection: socket.socket, timeout_s: float) -> tuple[int, by
 @pytest.mark.slow
 def test_a_request_unanswered_after_the_timeout_gets_504_and_the_server_keeps_serving(server):
     body = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="images"; filename="sneaker.png"\r\n'
-        "Content-Type: image/png\r\n\r\n"
-    ).encode() + SAMPLE.read_bytes() + f"\r\n--{BOUNDARY}--\r\n".encode()
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="images"; filename="sneaker.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + SAMPLE.read_bytes()
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
     head = (
         f"POST /classify HTTP/1.1\r\nHost: 127.0.0.1:{server}\r\n"
         f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n"

@@ -23,8 +23,6 @@ import resource
 import select
 import socket
 import struct
-import subprocess
-import sys
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -33,7 +31,7 @@ import anyio
 import numpy as np
 import psutil
 import pytest
-from conftest import free_port
+from conftest import SHARED_SETTINGS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -41,7 +39,6 @@ from starlette.responses import JSONResponse
 
 from service.admission import BodyDeadline, ConnectionCap
 from service.decode_budget import DecodeBudget
-from service.serve import SERVICE, stop, wait_ready
 from service.settings import Settings
 from service.uploads import SCOPE_KEY, UploadGate, UploadPath
 from service.wardrobe import UPLOADS
@@ -315,24 +312,10 @@ def test_every_accepted_format_whole_is_a_200_and_its_truncations_mostly_a_400()
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_path, tmp_path_factory):
-    port = free_port()
-    env = {**os.environ, "WARDROBE_MODEL": str(tiny_model_path), "WARDROBE_WORKERS": "1",
-           "WARDROBE_DB": str(tmp_path_factory.mktemp("db") / "wardrobe.db"),
-           "WARDROBE_BODY_IDLE_S": "1", **{f"WARDROBE_{k.upper()}": str(v) for k, v in LIMITS.items()}}  # fmt: skip
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            # Loopback: the wardrobe endpoints answer without a token only there (service/access.py).
-            [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port), "--host", "127.0.0.1"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            wait_ready(process, f"http://127.0.0.1:{port}", timeout_s=120)
-            yield port
-        finally:
-            stop(process)
-    assert "Traceback" not in log.read_text(errors="replace"), log.read_text()[-3000:]
+def server(shared_server) -> int:
+    """The session's server (tests/conftest.py), whose limits are LIMITS."""
+    assert {f"WARDROBE_{k.upper()}": str(v) for k, v in LIMITS.items()}.items() <= SHARED_SETTINGS.items()
+    return shared_server.port
 
 
 def _over_socket(port: int, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, bytes]:
