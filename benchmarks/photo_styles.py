@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.files import write_json
 from contract.metadata import source_commit
 from contract.runtime import load_model
 from report.photo_styles import DESCRIPTIONS, STYLES, style_scores, style_set
-from training.atomic import write_json
 from training.fashion_mnist import load
 
 RESULTS = Path(__file__).resolve().parent / "results" / "photo_styles.json"
