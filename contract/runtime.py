@@ -368,11 +368,21 @@ def load_model(
         log.info("serving %s: %s", choice.path, choice.reason)
         path = choice.path
     path = Path(path)
+    return load_model_bytes(_read(path), path, device=device, threads=threads)
+
+
+def load_model_bytes(
+    data: bytes, name: Path | str, device: str = "auto", threads: int | None = None
+) -> Classifier:
+    """load_model for a model held in memory (e.g. read from the model registry); `name` is what
+    messages and `ModelInfo.path` call it."""
+    path = Path(name)
     providers = select_providers(device)
     options = ort.SessionOptions()
     options.intra_op_num_threads = resolve_threads(threads)
     options.inter_op_num_threads = 1  # one graph, run sequentially: more threads only contend
-    data = _read(path)
+    if not data:
+        raise ModelError(f"{path}: model file is empty")
     model = _parse(path, data)
     classes = _check_proto(path, model)
     if "CUDAExecutionProvider" in providers and hasattr(ort, "preload_dlls"):

@@ -1,4 +1,4 @@
-"""GET /wardrobe/learning: what the page needs to close the loop from corrections to a better model.
+"""What GET /wardrobe/learning (service/wardrobe.py) answers: closing the loop from corrections to a better model.
 
 How many of the person's corrections the served model has not learned from yet (made
 after it was exported, or all of them for a model never fine-tuned), the commands that
@@ -13,13 +13,8 @@ from __future__ import annotations
 import random
 from datetime import datetime
 
-import anyio.to_thread
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-
 from contract import metadata as meta
-from contract.store import Store
-from contract.store.database import describe
+from contract.store import Item, Store
 
 AUDIT_SIZE = 6
 """Confident, unchecked items the page asks the person to confirm."""
@@ -35,7 +30,9 @@ def _all(store: Store, corrected: bool) -> list:
         before = page.next_before
 
 
-def learning_summary(store: Store, metadata: dict[str, str], rng: random.Random, audit_size: int = AUDIT_SIZE) -> dict:
+def learning_summary(
+    store: Store, metadata: dict[str, str], rng: random.Random | None = None, audit_size: int = AUDIT_SIZE
+) -> tuple[dict, list[Item]]:
     """Corrections waiting for a fine-tune, and an audit sample of confident unchecked items."""
     corrected = _all(store, corrected=True)
     exported = metadata.get(meta.EXPORTED_AT)
@@ -47,43 +44,15 @@ def learning_summary(store: Store, metadata: dict[str, str], rng: random.Random,
             since = None
     waiting = [i for i in corrected if since is None or (i.corrected_at is not None and i.corrected_at > since)]
     confident = [i for i in _all(store, corrected=False) if not i.unsure]
-    audit = rng.sample(confident, min(audit_size, len(confident)))
-    return {
-        "corrected": len(corrected),
-        "waiting": len(waiting),
-        "fine_tuned": since is not None,
-        "audit": [i.id for i in audit],
-    }
+    audit = (rng or random.Random()).sample(confident, min(audit_size, len(confident)))
+    summary = {"corrected": len(corrected), "waiting": len(waiting), "fine_tuned": since is not None}
+    return summary, audit
 
 
-def commands(database: str) -> list[str]:
+def learning_commands(database: str) -> list[str]:
     """The loop, as the commands a person runs (the database URL with any password hidden)."""
     return [
         f"wardrobe train --config configs/finetune.toml --set data.wardrobe='{database}'",
-        "wardrobe export runs/<the new run> --out new.onnx",
-        "wardrobe report --model new.onnx --compare <the served model> "
-        f"--wardrobe '{database}' --out reports/new/ --fail-under wardrobe_gain=0",
-        'curl -X POST -H "Authorization: Bearer $WARDROBE_TOKEN" -d \'{"model": "/path/to/new.onnx"}\' '
-        "http://<server>/admin/reload",
+        f"WARDROBE_DB='{database}' wardrobe export runs/<the new run> --out new.onnx --publish",
+        f"WARDROBE_DB='{database}' wardrobe models promote <the SHA-256 it printed>",
     ]
-
-
-async def learning(request: Request, endpoints, item_json, current_model) -> Response:
-    """The handler; `endpoints` is service/wardrobe.py's WardrobeEndpoints (its store)."""
-    if request.method not in ("GET", "HEAD"):
-        return JSONResponse({"error": f"{request.method} {request.url.path}: use GET"}, status_code=405,
-                            headers={"Allow": "GET"})  # fmt: skip
-    info = current_model()
-    store = await endpoints.store()
-
-    def gather() -> tuple[dict, list]:
-        summary = learning_summary(store, info.metadata, random.Random())
-        return summary, [store.get(i) for i in summary["audit"]]
-
-    summary, audit = await anyio.to_thread.run_sync(gather)
-    database = describe(endpoints.url)
-    return JSONResponse(summary | {
-        "model_sha256": info.sha256,
-        "audit": [item_json(i) for i in audit],
-        "commands": commands(database),
-    })  # fmt: skip

@@ -8,8 +8,8 @@ holding one or more files, which is what `/schema.json`, the OpenAPI document
 `bentoml.AsyncHTTPClient` (`client.classify(images=[Path(...)])`) go by; at
 request time it takes the gate's checked images instead of parsing the body a
 second time. `Prediction` is the answer's shape (docs/contract.md); the
-answers themselves are built by `contract.runtime.top_k_predictions`, and a
-field added there must be added here too: BentoML's clients keep only the
+answers themselves are built by `contract.runtime.top_k_predictions` (and
+`model_sha256` by the service), and a field added there must be added here too: BentoML's clients keep only the
 fields the schema names.
 """
 
@@ -42,6 +42,7 @@ class Prediction(BaseModel):
     confidence: float = Field(ge=0, le=1, description="its probability", examples=[0.973])
     top_k: list[Candidate] = Field(description="the most likely classes, most likely first")
     unsure: bool = Field(description="true when the confidence is below the threshold recorded in the model")
+    model_sha256: str = Field(description="SHA-256 of the model file that answered (the registry's key)")
 
 
 class ClassifyInput(bentoml.IODescriptor):

@@ -79,6 +79,9 @@ class Settings:
     allowed_hosts: str = ""
     """WARDROBE_ALLOWED_HOSTS: more `Host` names, comma-separated, that a server without a token answers
     (it answers only localhost and loopback addresses otherwise: a defence against DNS rebinding)."""
+    admin_token: str = field(default="", repr=False)
+    """WARDROBE_ADMIN_TOKEN: /admin/* (the model registry) wants `Authorization: Bearer <admin token>`;
+    empty: model administration over HTTP is off (403). Must differ from WARDROBE_TOKEN."""
 
     def __post_init__(self) -> None:
         check_device(self.device, "WARDROBE_DEVICE")
@@ -112,6 +115,10 @@ class Settings:
                 "WARDROBE_DB: replicas need one shared PostgreSQL database (postgresql://...), got "
                 f"{'the default SQLite file' if not self.db else 'a SQLite file'}, which each replica would keep "
                 "for itself; set WARDROBE_REPLICATED=false to run a single replica on SQLite"
+            )
+        if self.admin_token and self.admin_token == self.token:
+            raise ValueError(
+                "WARDROBE_ADMIN_TOKEN must differ from WARDROBE_TOKEN: administration has its own credential"
             )
         if self.model is not None and not self.model.is_file():
             raise ValueError(f"WARDROBE_MODEL: {self.model} is not a file")

@@ -17,13 +17,11 @@ import json
 import logging
 import tempfile
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import anyio.to_thread
-import bentoml
 import numpy as np
 from PIL import Image, ImageOps
 from starlette.applications import Starlette
@@ -36,7 +34,9 @@ from contract.store import UNSURE, Item, ItemNotFound, NewItem, Store, database_
 from contract.store.database import describe
 from contract.store.export import png_bytes, write_export
 from contract.store.items import MAX_PAGE
-from service.learning import learning
+from service.learning import learning_commands, learning_summary
+from service.model_history import model_history
+from service.model_switch import Served
 from service.settings import Settings
 from service.uploads import SCOPE_KEY, Upload, UploadPath
 
@@ -117,11 +117,6 @@ class WardrobeEndpoints:
         store = await self.store()
         return await anyio.to_thread.run_sync(lambda: function(store, *args))
 
-    @staticmethod
-    def _model():
-        """The model this worker serves now (service/models_swap.py): a request keeps the one it took."""
-        return bentoml.get_current_service().models.current
-
     # -- endpoints ---------------------------------------------------------
 
     async def items(self, request: Request) -> Response:
@@ -129,7 +124,7 @@ class WardrobeEndpoints:
             return await self._add(request)
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed(request, "GET, POST")
-        classes = self._model().classes
+        classes = _served(request).classes
         try:
             shelf, corrected, limit, before = _listing_query(request, classes)
         except ClientError as exc:
@@ -144,8 +139,8 @@ class WardrobeEndpoints:
         upload: Upload | None = request.scope.get(SCOPE_KEY)
         if upload is None:  # only reachable if the gate was bypassed
             return _error(400, "no upload: send files in field 'images'")
-        served = self._model()
         store = await self.store()  # before classifying: a database that cannot open fails fast
+        served = _served(request)  # taken after the last wait before submitting: it cannot retire in between
         probabilities = await served.submit(upload.images)
         answers = served.classifier.answers(probabilities, self.settings.top_k)  # as /classify answers
         crops = np.rint(upload.images[:, 0] * 255).astype(np.uint8)  # exactly the uint8 crops (x / 255)
@@ -164,7 +159,7 @@ class WardrobeEndpoints:
             if request.method in ("GET", "HEAD"):
                 return JSONResponse(item_json(await self._run(Store.get, item_id)))
             if request.method == "PATCH":
-                label = await _label_from_body(request, self._model().classes)
+                label = await _label_from_body(request, _served(request).classes)
                 return JSONResponse(item_json(await self._run(Store.correct, item_id, label)))
             if request.method == "DELETE":
                 await self._run(Store.delete, item_id)
@@ -213,7 +208,7 @@ class WardrobeEndpoints:
     async def shelves(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed(request, "GET")
-        info = self._model().classifier.info
+        info = _served(request).classifier.info
         classes = info.classes
         counts, corrected = await self._run(lambda s: (s.counts(), s.corrected_count()))
         shelves = [{"name": UNSURE, "title": "Not sure", "count": counts.get(UNSURE, 0)}]
@@ -230,7 +225,7 @@ class WardrobeEndpoints:
     async def export(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed(request, "GET")
-        classes = self._model().classes
+        classes = _served(request).classes
         spool = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115 - closed after streaming
         await self._run(lambda s: write_export(s.labelled_images(), classes, spool))
         spool.seek(0)
@@ -244,6 +239,22 @@ class WardrobeEndpoints:
         disposition = f'attachment; filename="wardrobe-export-{stamp}.zip"'
         return StreamingResponse(chunks(), media_type="application/zip",
                                  headers={"Content-Disposition": disposition})  # fmt: skip
+
+    async def learning(self, request: Request) -> Response:
+        """Corrections waiting for a fine-tune, its commands, an audit sample (service/learning.py)."""
+        if request.method not in ("GET", "HEAD"):
+            return _method_not_allowed(request, "GET")
+        info = _served(request).classifier.info
+        summary, audit = await self._run(lambda s: learning_summary(s, info.metadata))
+        commands = learning_commands(describe(self.url))
+        return JSONResponse(summary | {"model_sha256": info.sha256, "audit": [item_json(i) for i in audit],
+                                       "commands": commands})  # fmt: skip
+
+
+def _served(request: Request) -> Served:
+    """The model this worker serves now (its Wardrobe put the ModelSwitch in app.state): a request keeps
+    the one it took."""
+    return request.app.state.models.current
 
 
 def _method_not_allowed(request: Request, allowed: str) -> JSONResponse:
@@ -345,8 +356,6 @@ UPLOADS = {ITEMS: UploadPath(thumbnail=make_thumbnail, uploads_only=False)}
 def wardrobe_app(settings: Settings) -> Starlette:
     """The page, the explorer and the wardrobe endpoints, to mount at / in the BentoML service."""
     endpoints = WardrobeEndpoints(settings)
-    learning_handler = partial(learning, endpoints=endpoints, item_json=item_json,
-                               current_model=lambda: WardrobeEndpoints._model().classifier.info)  # fmt: skip
     every = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]  # each handler answers 405 in JSON itself
     routes = [
         Route("/", _page, methods=["GET", "HEAD"]),
@@ -360,7 +369,9 @@ def wardrobe_app(settings: Settings) -> Starlette:
         Route("/wardrobe/shelves", endpoints.shelves, methods=every),
         Route("/wardrobe/export", endpoints.export, methods=every),
         # Corrections waiting for a fine-tune, its commands, an audit sample (service/learning.py).
-        Route("/wardrobe/learning", learning_handler, methods=every),
+        Route("/wardrobe/learning", endpoints.learning, methods=every),
+        # The registry's history for the page's "Teach the model" panel (service/model_history.py).
+        Route("/wardrobe/models", model_history, methods=every),
         Route("/wardrobe/{rest:path}", _not_found, methods=every),
     ]
     return Starlette(routes=routes)

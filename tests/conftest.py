@@ -39,6 +39,16 @@ TINY_CNN = [
 ]  # fmt: skip
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_data_home(tmp_path_factory):
+    """Servers started without WARDROBE_DB use the default database under the user's data directory, and
+    register their model there (the model registry): point that directory at the session's own, so no test
+    reads a champion another session left, and none leaves one for the person running the tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def fmnist() -> fashion_mnist.FashionMNIST:
     return fashion_mnist.load(download=False)

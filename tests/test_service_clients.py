@@ -58,7 +58,7 @@ def test_schema_declares_files_in_field_images_and_a_typed_answer(server):
     assert route["output"]["type"] == "array"
     defs = route["output"]["$defs"]
     answer = defs[route["output"]["items"]["$ref"].rsplit("/", 1)[1]]
-    assert set(answer["required"]) == {"label", "class_id", "confidence", "top_k", "unsure"}
+    assert set(answer["required"]) == {"label", "class_id", "confidence", "top_k", "unsure", "model_sha256"}
     candidate = defs[answer["properties"]["top_k"]["items"]["$ref"].rsplit("/", 1)[1]]
     assert set(candidate["properties"]) == {"label", "class_id", "probability"}
 
@@ -72,7 +72,7 @@ def test_openapi_describes_a_multipart_upload_and_the_answer_model(server):
     answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert answer["type"] == "array"
     model = spec["components"]["schemas"][answer["items"]["$ref"].rsplit("/", 1)[1]]
-    assert set(model["required"]) == {"label", "class_id", "confidence", "top_k", "unsure"}
+    assert set(model["required"]) == {"label", "class_id", "confidence", "top_k", "unsure", "model_sha256"}
 
 
 def test_sync_client_gets_exactly_what_curl_gets(server, curl_answer):

@@ -61,8 +61,9 @@ def test_one_image_gets_the_contract_answer(server, tiny_model_path):
     response = _classify(server, [("images", ("sneaker.png", (SAMPLES / "sneaker.png").read_bytes()))])
     assert response.status_code == 200
     [answer] = response.json()
-    assert set(answer) == {"label", "class_id", "confidence", "top_k", "unsure"}
+    assert set(answer) == {"label", "class_id", "confidence", "top_k", "unsure", "model_sha256"}
     assert answer["unsure"] is (answer["confidence"] < load_model(tiny_model_path).info.unsure_threshold)
+    assert answer["model_sha256"] == load_model(tiny_model_path).info.sha256  # which model answered
     assert answer["top_k"][0] == {
         "label": answer["label"], "class_id": answer["class_id"],
         "probability": answer["confidence"],
@@ -298,8 +299,7 @@ def test_ready_and_metrics_show_batches_and_predictions(server, tiny_model_path)
     _good(server)
     ready = httpx.get(f"{server}/readyz", timeout=10)
     assert ready.status_code == 200
-    assert ready.json()["model"] == str(tiny_model_path)  # which file is served, by name
-    assert ready.json()["model_sha256"] == load_model(tiny_model_path).info.sha256
+    assert ready.json() == {"ready": True, "model_sha256": load_model(tiny_model_path).info.sha256}  # never a path
     text = httpx.get(f"{server}/metrics", timeout=10).text
     assert 'wardrobe_batch_size_bucket{le="1.0"}' in text
     assert re.search(r'^wardrobe_predictions_total\{label="[^"]+"\} [1-9]', text, re.M)

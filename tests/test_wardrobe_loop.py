@@ -1,5 +1,5 @@
 """The whole loop on a small scale, as the README walks it: add photos → correct them → export →
-fine-tune → report with "Your wardrobe" → reload → the page shows the new model. Each step's
+fine-tune → report with "Your wardrobe" → publish and promote → the page shows the new model. Each step's
 output is checked, not just its exit status. 150 photos: with a few dozen, whether the new model
 beats the old on the held-out handful is a coin toss, and the canary rightly refuses a loser."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 
 import numpy as np
 import onnx
@@ -27,7 +28,7 @@ QUICK = ReportSettings(**{**SMALL, "limit": 200, "robustness_images": 20, "photo
 
 
 @pytest.mark.slow
-def test_corrections_become_a_better_model_that_is_swapped_in(fmnist, tmp_path):
+def test_corrections_become_a_better_model_that_is_swapped_in(fmnist, tmp_path, monkeypatch, capsys):
     served = tmp_path / "model.onnx"
     shutil.copyfile(MODEL, served)
     idx = np.concatenate([np.nonzero(fmnist.test_labels == c)[0][:15] for c in range(10)])  # 15 garments a class
@@ -83,12 +84,20 @@ def test_corrections_become_a_better_model_that_is_swapped_in(fmnist, tmp_path):
         assert report["wardrobe"]["accuracy"] == pytest.approx(result["held_out"]["after"]["accuracy"])
         assert report["wardrobe"]["old_accuracy"] == pytest.approx(result["held_out"]["before"]["accuracy"])
 
-        # 6. Reload: the canary measures on the same held-out items; the page then shows the new model.
-        reloaded = http.post("/admin/reload", json={"model": str(tmp_path / "new.onnx")})
-        assert reloaded.status_code == 200, reloaded.text
-        new_sha = reloaded.json()["model_sha256"]
-        assert new_sha == hashlib.sha256((tmp_path / "new.onnx").read_bytes()).hexdigest() != first_sha
-        assert reloaded.json()["canary"]["items"] == 40
-        assert http.get("/readyz").json()["model_sha256"] == new_sha
+        # 6. Publish and promote through the registry (the wardrobe's database): the canary measures on the
+        # same held-out items; every worker follows, and the page then shows the new model.
+        monkeypatch.setenv("WARDROBE_DB", str(tmp_path / "w.db"))
+        assert wardrobe(["export", str(run_dir), "--out", str(tmp_path / "new.onnx"), "--publish"]) == 0
+        new_sha = hashlib.sha256((tmp_path / "new.onnx").read_bytes()).hexdigest()
+        assert f"published: {new_sha}" in capsys.readouterr().out
+        assert wardrobe(["models", "promote", new_sha]) == 0
+        assert "on the 40 of its 40 held-out items" in capsys.readouterr().out
+        deadline = time.monotonic() + 30
+        while http.get("/readyz").json()["model_sha256"] != new_sha and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert new_sha != first_sha and http.get("/readyz").json()["model_sha256"] == new_sha
         assert http.get("/wardrobe/shelves").json()["model"]["sha256"] == new_sha
         assert http.get("/wardrobe/learning").json()["waiting"] == 0  # it learned every correction
+        history = {m["sha256"]: m for m in http.get("/wardrobe/models").json()["models"]}
+        assert history[new_sha]["state"] == "champion" and history[first_sha]["state"] == "previous"
+        assert history[new_sha]["canary"]["items"] == 40

@@ -61,7 +61,20 @@ def cmd_export(args: argparse.Namespace) -> int:
         report = (f"wardrobe report --model {args.out} --compare <the model you serve> --wardrobe {wardrobe} "
                   f"--out reports/{args.out.stem}/ --fail-under wardrobe_gain=0")  # fmt: skip
     next_step(report)
+    if args.publish:
+        from service.registry_cli import open_registry, publish_file
+
+        with open_registry() as registry:
+            publish_file(registry, result.path)
     return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from service.registry_cli import run
+
+    if args.action in ("publish", "promote") and not args.target:
+        raise ValueError(f"models {args.action} needs {'a model FILE' if args.action == 'publish' else 'a SHA256'}")
+    return run(args.action, args.target, as_json=args.json)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -124,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", type=Path, metavar="RUN_DIR_OR_CHECKPOINT")
     p.add_argument("--out", type=Path, required=True, help="models/<name>.onnx")
     p.add_argument("--quantize", choices=["int8"], help="also quantize (static, calibrated)")
+    p.add_argument("--publish", action="store_true", help="publish the model to the registry in WARDROBE_DB")
     p.add_argument("--data-dir", type=Path, help="directory with the four .gz files")
     p.set_defaults(func=cmd_export)
 
@@ -158,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="ONNX model (default: the shipped CNN)")
     p.add_argument("--top-k", type=int, default=3)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("models", help="the model registry in WARDROBE_DB: publish, list, promote, rollback")
+    p.add_argument("action", choices=["publish", "list", "promote", "rollback"])
+    p.add_argument("target", nargs="?", metavar="FILE|SHA256", help="publish: the .onnx file; promote: its SHA-256")
+    p.add_argument("--json", action="store_true", help="list: print the registry as JSON")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("demo", help="start the service on the shipped model and show a curl line")
     p.add_argument("--port", type=int, default=3000)

@@ -1,0 +1,75 @@
+"""`wardrobe models publish FILE | list | promote SHA256 | rollback`: the model registry from a shell.
+
+Talks to the wardrobe's database directly (WARDROBE_DB, as the service does), so it
+works with no server running; serving workers follow the change within a second
+(service/registry_follower.py). The decisions are service/promotion.py's, the same
+as /admin/models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from contract.store.registry import ModelRecord, Registry
+from service import promotion
+from service.promotion import PromotionRefused
+
+
+def _line(record: ModelRecord) -> str:
+    when = record.promoted_at or record.published_at
+    accuracy = record.as_json()["test_accuracy"]
+    held = (record.canary or {}).get("candidate_accuracy")
+    parts = [
+        record.sha256[:12], f"{record.state:<9}", f"{record.origin:<9}", when.strftime("%Y-%m-%d %H:%M"),
+        f"test {accuracy:.4f}" if accuracy is not None else "test    -  ",
+        f"held-out {held:.4f}" if held is not None else "",
+    ]  # fmt: skip
+    return "  ".join(parts).rstrip()
+
+
+def publish_file(registry: Registry, path: Path) -> ModelRecord:
+    """Publish a model file as a candidate and say so; its SHA-256 is what `promote` takes."""
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such model file")
+    try:
+        record, new = promotion.publish(registry, Path(path).read_bytes(), promotion.command_line_user())
+    except PromotionRefused as exc:
+        raise ValueError(f"{path}: {exc.message}") from None
+    print(f"{'published' if new else 'already in the registry'}: {record.sha256} ({record.state}, {record.origin})")
+    if record.state == "candidate":
+        print(f"promote it with: wardrobe models promote {record.sha256[:12]}")
+    return record
+
+
+def open_registry() -> Registry:
+    """The registry in WARDROBE_DB, the database the service uses (empty: the default SQLite file)."""
+    return Registry.open(os.environ.get("WARDROBE_DB", ""))
+
+
+def run(action: str, target: str | None, as_json: bool = False) -> int:
+    """One `wardrobe models` sub-command against WARDROBE_DB; 0, or 1 when a promotion is refused."""
+    with open_registry() as registry:
+        by = promotion.command_line_user()
+        if action == "publish":
+            publish_file(registry, Path(target))
+        elif action == "list":
+            records = registry.records()
+            if as_json:
+                print(json.dumps([r.as_json() for r in records], indent=1))
+            for record in [] if as_json else records:
+                print(_line(record))
+            if not records and not as_json:
+                print("the registry is empty: `wardrobe serve` registers the model it starts with")
+        elif action == "promote":
+            try:
+                record, canary = promotion.promote(registry, target, by)
+            except PromotionRefused as exc:
+                print(f"refused: {exc.message}")
+                return 1
+            print(f"champion: {record.sha256}\ncanary: {canary.note}")
+        elif action == "rollback":
+            back, old = promotion.rollback(registry, by)
+            print(f"champion: {back.sha256} (rolled back from {old.sha256[:12]}, now a candidate)")
+    return 0
