@@ -108,17 +108,22 @@ class AdminEndpoints:
         registry, models = request.app.state.registry, request.app.state.models
         served = models.current
 
+        try:
+            sha = await anyio.to_thread.run_sync(registry.resolve, request.path_params["sha"])
+        except RegistryError as exc:
+            return _error(404, str(exc))
+
         def decide():
             loaded = lambda sha: served.classifier if sha == served.sha256 else None  # noqa: E731
-            return promotion.promote(registry, request.path_params["sha"], self._who(request), loaded)
+            return promotion.promote(registry, sha, self._who(request), loaded)
 
         async with self._deciding:
             try:
                 record, canary = await anyio.to_thread.run_sync(decide)
             except PromotionRefused as exc:
                 return _error(exc.status, exc.message, canary=exc.canary.as_dict() if exc.canary else None)
-            except RegistryError as exc:
-                return _error(404 if "no model" in str(exc) else 409, str(exc))
+            except RegistryError as exc:  # the champion already, or it changed while the canary ran
+                return _error(409, str(exc))
             confirmed = await self._after_change(request, record.sha256)
         return JSONResponse({"model": record.as_json(), "canary": canary.as_dict(), "confirmed": confirmed})
 

@@ -55,12 +55,13 @@ def _cpu_cores(quantity: str | int) -> float:
     return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
-def test_the_manifests_hold_both_variants_a_service_and_an_autoscaler_each():
+def test_the_manifests_hold_both_variants_a_service_and_an_autoscaler_each_and_the_finetune_job():
     kinds = sorted((name, doc["kind"], doc["metadata"]["name"]) for name, doc in _documents())
     assert kinds == [
         ("cpu.yaml", "Deployment", "wardrobe-cpu"),
         ("cpu.yaml", "HorizontalPodAutoscaler", "wardrobe-cpu"),
         ("cpu.yaml", "PodDisruptionBudget", "wardrobe-cpu"),
+        ("finetune-job.yaml", "Job", "wardrobe-finetune"),
         ("gpu.yaml", "Deployment", "wardrobe-gpu"),
         ("gpu.yaml", "HorizontalPodAutoscaler", "wardrobe-gpu"),
         ("gpu.yaml", "PodDisruptionBudget", "wardrobe-gpu"),
@@ -226,3 +227,15 @@ def test_any_kubernetes_pod_counts_as_a_replica_unless_told_otherwise():
         Settings.from_env(in_a_pod)
     assert Settings.from_env(in_a_pod | {"WARDROBE_REPLICATED": "false"}).replicated is False
     assert Settings.from_env({"WARDROBE_DB": "/var/lib/wardrobe.db"}).replicated is False
+
+
+def test_the_finetune_job_trains_on_the_shared_wardrobe_publishes_and_gets_no_traffic():
+    [job] = _of_kind("Job").values()
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    script = container["args"][0]
+    assert "wardrobe train --config configs/finetune.toml" in script and "$WARDROBE_DB" in script
+    assert "--publish" in script and "promote" not in script  # a candidate; a person promotes it
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert secrets["WARDROBE_DB"] == {"name": "wardrobe", "key": "database-url"}
+    [service] = _of_kind("Service").values()
+    assert not service["spec"]["selector"].items() <= job["spec"]["template"]["metadata"]["labels"].items()

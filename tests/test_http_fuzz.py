@@ -35,7 +35,9 @@ ids = st.one_of(
 segments = ids.map(lambda s: quote(s, safe=""))
 paths = st.one_of(
     st.sampled_from(["/wardrobe/items", "/wardrobe/thumbnails", "/wardrobe/shelves", "/wardrobe/export",
-                     "/wardrobe/learning", "/admin/reload", "/admin/rollback", "/admin/model", "/wardrobe", "/admin"]),
+                     "/wardrobe/learning", "/wardrobe/models", "/admin/reload", "/admin/models",
+                     "/admin/models/rollback", "/wardrobe", "/admin"]),
+    segments.map(lambda s: f"/admin/models/{s}/promote"),
     segments.map(lambda s: f"/wardrobe/items/{s}"),
     segments.map(lambda s: f"/wardrobe/items/{s}/thumbnail"),
     segments.map(lambda s: f"/wardrobe/{s}"),
