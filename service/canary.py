@@ -5,7 +5,7 @@ The items are the wardrobe's held-out items for the candidate (contract/store's
 turned into model input by contract/preprocess's `to_model_input`. Both models
 answer the same items, so the comparison is paired: the candidate is refused
 when its accuracy falls more than MAX_DROP below the champion's. Each accuracy
-comes with its 95 % Wilson interval (scipy), so a refusal shows how much the
+comes with its 95 % Wilson interval (contract/stats.py), so a refusal shows how much the
 figures can be trusted on this many items.
 """
 
@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binomtest
 
 from contract.preprocess import to_model_input
 from contract.runtime import Classifier
+from contract.stats import wilson_interval
 from contract.store import HeldOut, HeldOutError, Store, held_out_for
 
 MAX_DROP = 0.005
@@ -48,8 +48,8 @@ class Canary:
 def _accuracy(model: Classifier, images: np.ndarray, labels: list[str]) -> tuple[float, tuple[float, float]]:
     truth = np.array([model.classes.index(label) if label in model.classes else -1 for label in labels])
     correct = int(np.sum(model.logits(images).argmax(1) == truth))
-    interval = binomtest(correct, len(labels)).proportion_ci(confidence_level=0.95, method="wilson")
-    return correct / len(labels), (round(float(interval.low), 4), round(float(interval.high), 4))
+    low, high = wilson_interval(correct, len(labels))
+    return correct / len(labels), (round(low, 4), round(high, 4))
 
 
 def run_canary(champion: Classifier, candidate: Classifier, held: HeldOut | None, max_drop: float = MAX_DROP) -> Canary:

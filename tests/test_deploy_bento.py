@@ -144,7 +144,7 @@ def test_the_built_bento_serves_its_own_model(bento, tmp_path):
             )  # fmt: skip
             assert response.status_code == 200, response.text
             [answer] = response.json()
-            assert set(answer) == {"label", "class_id", "confidence", "top_k", "unsure"}
+            assert set(answer) == {"label", "class_id", "confidence", "top_k", "unsure", "model_sha256"}
             for path in _probe_paths():  # what the Kubernetes probes ask
                 assert httpx.get(f"{url}{path}", timeout=10).status_code == 200, path
         finally:

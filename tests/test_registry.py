@@ -4,15 +4,14 @@ on SQLite and PostgreSQL: publish, list, promote through the canary, refuse, rol
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
-import onnx
 import psycopg
 import pytest
 from conftest import make_items
 from wardrobe_server import MODEL
 
+from benchmarks.registry_follow import variant
 from contract.runtime import load_model
 from contract.store import HeldOut, NewItem, Store, held_out_for
 from contract.store.registry import CHANNEL, Registry, RegistryError
@@ -22,15 +21,6 @@ from service.promotion import PromotionRefused
 from training.fashion_mnist import CLASSES
 from training.wardrobe_data import as_records
 from wardrobe.cli import main
-
-
-def variant(src: Path, dst: Path, **metadata: str) -> Path:
-    """The same network under other bytes (more metadata): the same answers, another SHA-256."""
-    proto = onnx.load(str(src))
-    for key, value in metadata.items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.save(proto, str(dst))
-    return dst
 
 
 @pytest.fixture

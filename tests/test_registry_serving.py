@@ -6,31 +6,21 @@ never take a server path; the canary refuses a worse model on the wardrobe's hel
 from __future__ import annotations
 
 import io
-import threading
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from PIL import Image
-from wardrobe_server import MODEL, SAMPLES, client, wardrobe_server
+from wardrobe_server import MODEL, client, wardrobe_server
 
+from benchmarks.registry_follow import Load, variant
 from contract.runtime import load_model
 from contract.store.registry import Registry
 
 ADMIN = "admin-secret"
 SETTLE_S = 30
 """How long the test waits for every worker to follow (a deadline for a hung test, not a measurement)."""
-
-
-def variant(src: Path, dst: Path, note: str) -> Path:
-    """The same network under other bytes (one more metadata entry): the same answers, another SHA-256."""
-    proto = onnx.load(str(src))
-    proto.metadata_props.add(key="note", value=note)
-    onnx.save(proto, str(dst))
-    return dst
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -53,42 +43,6 @@ def replicas(request, tmp_path_factory):
             for i in range(2)
         ]
         yield db, urls
-
-
-class Load:
-    """Client threads classifying in a loop on both replicas until stopped; each answer is kept as
-    (time the request started, status or error, model_sha256 of the answer)."""
-
-    def __init__(self, urls: list[str], clients: int = 4):
-        self.urls, self.answers, self.stop = urls, [], threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(clients)]
-
-    def _run(self, i: int) -> None:
-        files = [("images", ("sneaker.png", (SAMPLES / "sneaker.png").read_bytes(), "image/png"))]
-        with client(self.urls[0]) as a, client(self.urls[1]) as b:
-            for n in range(10**9):
-                if self.stop.is_set():
-                    return
-                started = time.monotonic()
-                try:
-                    response = (a, b)[(i + n) % 2].post("/classify", files=files)
-                    sha = response.json()[0]["model_sha256"] if response.status_code == 200 else None
-                    self.answers.append((started, response.status_code, sha))
-                except Exception as exc:  # a dropped connection counts as a failure
-                    self.answers.append((started, repr(exc), None))
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=60)
-
-    def failures(self) -> list:
-        return [a for a in self.answers if a[1] != 200]
 
 
 def _all_workers_serve(db: str, sha: str) -> float:
@@ -149,19 +103,16 @@ def test_promotion_and_rollback_reach_every_worker_of_both_replicas_under_load(r
     db, (url, other) = replicas
     admin = client(url, ADMIN)
     first = client(url).get("/readyz").json()["model_sha256"]
-    candidate = variant(MODEL, tmp_path / "candidate.onnx", f"stand-in {tmp_path.name}")
+    candidate = variant(MODEL, tmp_path / "candidate.onnx", note=f"stand-in {tmp_path.name}")
     sha = admin.post("/admin/models", content=candidate.read_bytes()).json()["model"]["sha256"]
 
     with Load([url, other]) as load:
-        while len(load.answers) < 20:  # the clients are under way before the promotion
-            time.sleep(0.05)
+        load.wait_for(20)  # the clients are under way before the promotion
         promoted = admin.post(f"/admin/models/{sha}/promote")
         assert promoted.status_code == 200, promoted.text
         assert promoted.json()["confirmed"]["this_replica"] == 2  # the answer waited for its own workers
         settled = _all_workers_serve(db, sha)
-        after = len(load.answers)
-        while len(load.answers) < after + 20:
-            time.sleep(0.05)
+        load.wait_for(20)
     assert load.failures() == []
     assert {a[2] for a in load.answers if a[0] > settled} == {sha}
     assert {a[2] for a in load.answers} == {first, sha}
@@ -171,9 +122,7 @@ def test_promotion_and_rollback_reach_every_worker_of_both_replicas_under_load(r
         back = client(other, ADMIN).post("/admin/models/rollback")  # through the other replica this time
         assert back.status_code == 200 and back.json()["model"]["sha256"] == first, back.text
         settled = _all_workers_serve(db, first)
-        after = len(load.answers)
-        while len(load.answers) < after + 20:
-            time.sleep(0.05)
+        load.wait_for(20)
     assert load.failures() == []
     assert {a[2] for a in load.answers if a[0] > settled} == {first}
     with Registry.open(db, create=False) as registry:

@@ -60,7 +60,7 @@ def test_demo_prints_the_page_and_a_curl_line_that_classifies_the_sample(tiny_mo
                                 capture_output=True, text=True, timeout=30)  # fmt: skip
         assert answer.returncode == 0, answer.stderr
         [prediction] = json.loads(answer.stdout)
-        assert set(prediction) == {"label", "class_id", "confidence", "top_k", "unsure"}
+        assert set(prediction) == {"label", "class_id", "confidence", "top_k", "unsure", "model_sha256"}
     finally:
         demo.send_signal(signal.SIGINT)  # Ctrl-C: how a person stops the demo, so not a failure
         assert demo.wait(timeout=30) == 0

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from wardrobe_server import SAMPLES, client, wardrobe_server
 
+from contract.store import Store
 from service.access import is_loopback, listening_host
 
 TOKEN = "correct horse battery staple"
@@ -54,7 +55,8 @@ def test_without_a_token_a_non_loopback_bind_refuses_the_wardrobe_and_says_why(t
         assert httpx.post(url + "/classify", files=[SNEAKER], timeout=30).status_code == 200
     text = log.read_text()
     assert "WARDROBE_TOKEN is not set and the server listens on 0.0.0.0" in text
-    assert not (tmp_path / "w.db").exists()  # refused before the store was ever opened
+    with Store.open(str(tmp_path / "w.db"), create=False) as store:  # it holds the model registry, no item
+        assert store.counts() == {}
 
 
 def test_the_listening_address_is_read_from_the_workers_socket():
