@@ -110,8 +110,8 @@ class Stages:
         now = time.perf_counter()
         self.seconds[finished] = round(now - self.mark, 2)
         self.mark = now
+        self.bar.set_postfix_str(self.NAMES[self.NAMES.index(finished) + 1])  # the stage now running
         self.bar.update(1)
-        self.bar.set_postfix_str(self.NAMES[self.NAMES.index(finished) + 1])
 
     def timing(self) -> dict:
         return {"seconds": round(time.perf_counter() - self.started, 2), "stages": dict(self.seconds)}

@@ -56,6 +56,9 @@ class PlainProgress:
     def set_postfix_str(self, text: str, refresh: bool = True) -> None:
         self.postfix = text
 
+    def set_postfix(self, refresh: bool = True, **values) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True

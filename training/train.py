@@ -20,10 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm import tqdm
 
 from contract.metadata import source_commit
-from training import fashion_mnist
+from training import fashion_mnist, progress
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import ConfigError, TrainConfig, config_from_dict, load_config
 from training.data import ArrayDataset, TensorBatchLoader, standard_loader, stratified_split
@@ -69,14 +68,7 @@ def train_one_epoch(
     set_train_mode(model, cfg.finetune.freeze_batchnorm)
     loss_sum = correct = seen = 0.0
     use_bf16 = device.type == "cuda"
-    bar = tqdm(
-        loader,
-        desc=f"epoch {epoch + 1}/{cfg.epochs}",
-        leave=False,
-        disable=not dist_info.is_main,
-        mininterval=1.0 if sys.stderr.isatty() else 30.0,
-        dynamic_ncols=True,
-    )
+    bar = progress.bar(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not dist_info.is_main)
     for x, y, *mark in bar:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if cfg.model.arch == "cnn":
