@@ -13,20 +13,21 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from wardrobe_server import SAMPLES, wardrobe_server
+from wardrobe_server import ROOT, SAMPLES, wardrobe_server
 
 from benchmarks.browser import watched_page
 from contract.store.export import read_export
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="chromium not installed (make tools)")
 
+ADMIN_TOKEN = "page-tests-admin-token"
 SAMPLE_SHELVES = {"sneaker.png": "Sneaker", "trouser.png": "Trouser", "ankle-boot.png": "Ankle boot"}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     logs = tmp_path_factory.mktemp("page-learning-server")
-    with wardrobe_server(str(logs / "wardrobe.db"), logs / "server.log") as url:
+    with wardrobe_server(str(logs / "wardrobe.db"), logs / "server.log", WARDROBE_ADMIN_TOKEN=ADMIN_TOKEN) as url:
         yield url
 
 
@@ -149,3 +150,44 @@ def test_a_card_shows_what_the_model_saw_beside_its_thumbnail(server, browser, i
         assert watch.console_errors == [] and watch.non_local == []
     png = httpx.get(f"{server}/wardrobe/items/{items['trouser.png']['id']}/input.png", timeout=30)
     assert Image.open(io.BytesIO(png.content)).size == (28, 28)
+
+
+def _percent(share: float | None) -> str:
+    return "—" if share is None else f"{share * 100:.1f}%"
+
+
+def test_the_panel_shows_the_models_the_wardrobe_has_had_and_their_held_out_figures(server, browser, items):
+    from playwright.sync_api import expect
+
+    admin = httpx.Client(base_url=server, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=120)
+    for item in items.values():  # the person confirms all three: the canary's held-out items
+        assert httpx.patch(f"{server}/wardrobe/items/{item['id']}", json={"label": item["label"]}).status_code == 200
+    published = admin.post("/admin/models", content=(ROOT / "models" / "cnn-int8.onnx").read_bytes())
+    assert published.status_code in (200, 201), published.text
+    sha = published.json()["model"]["sha256"]
+    try:
+        promoted = admin.post(f"/admin/models/{sha}/promote")
+        assert promoted.status_code == 200, promoted.text
+        history = httpx.get(f"{server}/wardrobe/models", timeout=30).json()
+        new, old = history["models"][:2]
+        assert (new["sha256"], new["state"], old["state"]) == (sha, "champion", "previous")
+        canary = new["canary"]
+        assert canary["items"] == 3
+        with watched_page(browser) as (page, watch):
+            _open(page, server)
+            rows = page.locator("#history tbody tr")
+            expect(rows).to_have_count(len(history["models"]))
+            expect(rows.nth(0).locator("th code")).to_have_text(sha[:12])
+            expect(rows.nth(0).locator("td")).to_have_text([
+                "serving", "uploaded", new["promoted_at"][:16].replace("T", " ") + " UTC",
+                f"{_percent(canary['candidate_accuracy'])} (the champion then: "
+                f"{_percent(canary['champion_accuracy'])}) on 3 items",
+                _percent(new["test_accuracy"]),
+            ])  # fmt: skip
+            expect(rows.nth(0)).to_have_class("serving")
+            expect(rows.nth(1).locator("td").nth(0)).to_have_text("served before")
+            expect(rows.nth(1).locator("td").nth(1)).to_have_text("shipped")
+            assert watch.console_errors == [] and watch.non_local == []
+    finally:
+        admin.post("/admin/models/rollback")  # the shipped model again, for whatever runs next
+        admin.close()

@@ -5,13 +5,15 @@
 //   api.js         requests, the token, errors          thumbnails.js  lazy thumbnails
 //   shelves.js     shelves, moving and removing         cards.js       one garment's card
 //   uploads.js     the upload queue and its rows        intake.js      pickers, paste, drop
-//   learning.js    "Teach the model" and the export     dom.js         small shared helpers
+//   learning.js    "Teach the model" and the export     history.js     the models it has had
+//   dom.js         small shared helpers
 //
 // This module opens the wardrobe: the shelves, then every item, page by page.
 
 import { API, HttpError, json, nextToken } from "./api.js";
 import { $ } from "./dom.js";
 import { useClasses } from "./cards.js";
+import { loadHistory } from "./history.js";
 import { loadLearning } from "./learning.js";
 import { buildShelves, isShown, place, recount } from "./shelves.js";
 import { useLimits } from "./uploads.js";
@@ -28,7 +30,7 @@ async function load() {
     useClasses(summary.classes);
     useLimits(summary.limits);
     buildShelves(summary.shelves);
-    const learning = loadLearning();
+    const learning = Promise.all([loadLearning(), loadHistory()]);
     // A small first page (the newest, near the top of each shelf) shows, and starts its
     // thumbnails, while the rest is still on its way.
     let page = await first;
@@ -39,7 +41,7 @@ async function load() {
       if (!page.next) break;
       page = await json(page.next.replace(`limit=${FIRST_PAGE}`, `limit=${LATER_PAGES}`));
     }
-    await learning; // (its own errors are its own: see loadLearning)
+    await learning; // (their own errors are their own: see loadLearning, loadHistory)
     document.documentElement.dataset.ready = "true";
     performance.mark("wardrobe-ready");
   } catch (error) {
