@@ -337,7 +337,7 @@ class GpuCheck:
         return missing_for_serving(self.plan.dry)
 
     def export(self) -> dict:
-        from contract.runtime import cuda_available
+        from contract.devices import cuda_available
         from training.export import ExportError, export
 
         if self.run_dir is None:

@@ -6,16 +6,15 @@ through `load_model`. The contract (docs/contract.md): input `image` float32
 [N, 1, 28, 28] in [0, 1], output `logits` float32 [N, 10], and a `classes`
 JSON list in the model's metadata (contract/metadata.py).
 
-It is also the one place that reads WARDROBE_MODEL and WARDROBE_THREADS and
-checks a device name; service/settings.py goes through the functions here.
+Which file to open is the caller's choice: the service's policy (the shipped
+model, its INT8 variant, WARDROBE_MODEL) is service/model_choice.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import onnx
 import onnxruntime as ort
 
 from contract import metadata as meta
-from contract.devices import check_device
+from contract.devices import select_providers
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +32,6 @@ OUTPUT_NAME = "logits"
 INPUT_SHAPE = (1, 28, 28)  # per image; the batch axis is dynamic
 NUM_CLASSES = 10
 CHUNK = 1024  # images per session.run: bounds memory for large batches without slowing small ones
-MODEL_ENV = "WARDROBE_MODEL"
-THREADS_ENV = "WARDROBE_THREADS"
-SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "cnn.onnx"
-"""The model served when none is named: the shipped CNN."""
 
 
 class ModelError(ValueError):
@@ -111,59 +106,6 @@ def softmax(logits: np.ndarray, temperature: float = 1.0, dtype: type = np.float
     return e / e.sum(axis=1, keepdims=True)
 
 
-def model_path_from_env(environ: Mapping[str, str] | None = None) -> Path | None:
-    """$WARDROBE_MODEL as a path, or None when unset or empty."""
-    environ = os.environ if environ is None else environ
-    raw = environ.get(MODEL_ENV, "").strip()
-    return Path(raw) if raw else None
-
-
-def default_model_path(environ: Mapping[str, str] | None = None) -> Path:
-    """$WARDROBE_MODEL if set, else the shipped CNN in <repo>/models/cnn.onnx."""
-    return model_path_from_env(environ) or SHIPPED_MODEL
-
-
-INT8_MAX_ACCURACY_LOSS = 0.002
-"""The INT8 variant is served on CPU only when its recorded test accuracy is at most this far below FP32's."""
-
-
-def int8_variant(fp32_path: Path) -> Path:
-    """Where the INT8 variant of a model lives: `<name>-int8.onnx` beside it."""
-    return fp32_path.with_name(fp32_path.stem + "-int8.onnx")
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """The model file to serve and why that one."""
-
-    path: Path
-    reason: str
-
-
-def choose_model(device: str, environ: Mapping[str, str] | None = None) -> ModelChoice:
-    """$WARDROBE_MODEL when set; else, on CPU, the shipped INT8 variant when it sits beside the FP32
-    file and its recorded test accuracy is within INT8_MAX_ACCURACY_LOSS of FP32's; else FP32."""
-    if explicit := model_path_from_env(environ):
-        return ModelChoice(explicit, f"{MODEL_ENV} is set")
-    fp32 = SHIPPED_MODEL
-    if select_providers(device)[0] != "CPUExecutionProvider":
-        return ModelChoice(fp32, "FP32 on the GPU")
-    int8 = int8_variant(fp32)
-    if not int8.is_file():
-        return ModelChoice(fp32, f"no INT8 variant at {int8}")
-    try:
-        int8_accuracy = meta.number(meta.read_metadata(check_model_file(int8)), meta.TEST_ACCURACY)
-        fp32_accuracy = meta.number(meta.read_metadata(check_model_file(fp32)), meta.TEST_ACCURACY)
-    except (ModelError, meta.MetadataError) as exc:
-        return ModelChoice(fp32, f"INT8 variant not usable: {exc}")
-    if int8_accuracy < fp32_accuracy - INT8_MAX_ACCURACY_LOSS:
-        return ModelChoice(
-            fp32, f"INT8 test accuracy {int8_accuracy:.4f} is more than {INT8_MAX_ACCURACY_LOSS * 100:g} "
-            f"points below FP32's {fp32_accuracy:.4f}",
-        )  # fmt: skip
-    return ModelChoice(int8, f"INT8 on CPU (test accuracy {int8_accuracy:.4f}, FP32 {fp32_accuracy:.4f})")
-
-
 # ---------------------------------------------------------------------------
 # The contract check
 
@@ -181,20 +123,11 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[int | str | None]:
     return dims
 
 
-def _check_tensor(
-    path: Path, role: str, value_info: onnx.ValueInfoProto, expected: Sequence[int]
-) -> None:
+def _check_tensor(path: Path, role: str, value_info: onnx.ValueInfoProto, expected: Sequence[int]) -> None:
     """Check a float32 tensor of shape [N, *expected] with N dynamic."""
     tensor_type = value_info.type.tensor_type
-    if (
-        not value_info.type.HasField("tensor_type")
-        or tensor_type.elem_type != onnx.TensorProto.FLOAT
-    ):
-        got = (
-            onnx.TensorProto.DataType.Name(tensor_type.elem_type)
-            if tensor_type.elem_type
-            else "non-tensor"
-        )
+    if not value_info.type.HasField("tensor_type") or tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        got = onnx.TensorProto.DataType.Name(tensor_type.elem_type) if tensor_type.elem_type else "non-tensor"
         raise ModelError(f"{path}: {role} '{value_info.name}' must be float32, got {got}")
     dims = _dims(value_info)
     shown = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
@@ -208,9 +141,7 @@ def _check_tensor(
         )
     for got, exp in zip(dims[1:], expected, strict=True):
         if isinstance(got, int) and got != exp:
-            raise ModelError(
-                f"{path}: {role} '{value_info.name}' must have shape {want}, got {shown}"
-            )
+            raise ModelError(f"{path}: {role} '{value_info.name}' must have shape {want}, got {shown}")
 
 
 def _parse_classes(path: Path, metadata: dict[str, str]) -> tuple[str, ...]:
@@ -223,9 +154,7 @@ def _parse_classes(path: Path, metadata: dict[str, str]) -> tuple[str, ...]:
 def _check_proto(path: Path, model: onnx.ModelProto) -> tuple[str, ...]:
     """Check a parsed model against the contract; return its classes."""
     if not model.HasField("graph") or not model.graph.node:
-        raise ModelError(
-            f"{path}: not an ONNX model (no graph); is the file truncated or of another kind?"
-        )
+        raise ModelError(f"{path}: not an ONNX model (no graph); is the file truncated or of another kind?")
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         raise ModelError(
             f"{path}: weights are stored in a separate external-data file; "
@@ -240,16 +169,12 @@ def _check_proto(path: Path, model: onnx.ModelProto) -> tuple[str, ...]:
     initializers = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if [i.name for i in inputs] != [INPUT_NAME]:
-        raise ModelError(
-            f"{path}: the model must have one input named '{INPUT_NAME}', "
-            f"got {[i.name for i in inputs]}"
-        )
+        raise ModelError(f"{path}: the model must have one input named '{INPUT_NAME}', got {[i.name for i in inputs]}")
     _check_tensor(path, "input", inputs[0], INPUT_SHAPE)
     outputs = list(model.graph.output)
     if [o.name for o in outputs] != [OUTPUT_NAME]:
         raise ModelError(
-            f"{path}: the model must have one output named '{OUTPUT_NAME}', "
-            f"got {[o.name for o in outputs]}"
+            f"{path}: the model must have one output named '{OUTPUT_NAME}', got {[o.name for o in outputs]}"
         )
     _check_tensor(path, "output", outputs[0], (NUM_CLASSES,))
     return _parse_classes(path, meta.read_metadata(model))
@@ -273,9 +198,7 @@ def _parse(path: Path, data: bytes) -> onnx.ModelProto:
     try:
         return onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf raises DecodeError and friends; none of them is our bug
-        raise ModelError(
-            f"{path}: not an ONNX model or truncated ({type(exc).__name__}: {exc})"
-        ) from None
+        raise ModelError(f"{path}: not an ONNX model or truncated ({type(exc).__name__}: {exc})") from None
 
 
 def check_model_file(path: Path | str) -> onnx.ModelProto:
@@ -287,99 +210,25 @@ def check_model_file(path: Path | str) -> onnx.ModelProto:
 
 
 # ---------------------------------------------------------------------------
-# Devices, threads and the session
+# The session
 
 
-def _visible_gpu_count() -> int:
-    """How many NVIDIA GPUs this process may use, asked of the driver (NVML, no CUDA context)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and visible.strip() in ("", "-1", "none", "NoDevFiles"):
-        return 0
-    try:
-        import pynvml  # from nvidia-ml-py, a BentoML dependency
-
-        pynvml.nvmlInit()
-        try:
-            count = pynvml.nvmlDeviceGetCount()
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no driver, no library, no device: all mean "no GPU here"
-        return 0
-    if visible is not None:
-        count = min(count, len([v for v in visible.split(",") if v.strip()]))
-    return count
-
-
-def cuda_available() -> bool:
-    """True when onnxruntime has a CUDA build and the driver reports a GPU this process may use."""
-    return "CUDAExecutionProvider" in ort.get_available_providers() and _visible_gpu_count() > 0
-
-
-def select_providers(device: str) -> list[str]:
-    """Execution providers for 'auto', 'cpu' or 'cuda'; CUDA only when a GPU is really there."""
-    check_device(device)
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if cuda_available():
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device == "cuda":
-        raise RuntimeError(
-            "device 'cuda' requested but no usable GPU: onnxruntime providers are "
-            f"{ort.get_available_providers()} and the NVIDIA driver reports "
-            f"{_visible_gpu_count()} visible device(s); use device 'auto' or 'cpu'"
-        )
-    return ["CPUExecutionProvider"]
-
-
-def check_threads(threads: int, name: str = "threads") -> int:
-    """`threads` if it is 0 (automatic) or more; else a ValueError naming `name`."""
-    if threads < 0:
-        raise ValueError(f"{name} must be 0 (automatic) or more, got {threads!r}")
-    return threads
-
-
-def threads_from_env(environ: Mapping[str, str] | None = None) -> int | None:
-    """$WARDROBE_THREADS as a checked whole number, or None when unset or empty."""
-    environ = os.environ if environ is None else environ
-    raw = environ.get(THREADS_ENV, "").strip()
-    if not raw:
-        return None
-    try:
-        threads = int(raw.replace("_", ""))
-    except ValueError:
-        raise ValueError(f"{THREADS_ENV} must be a whole number, got {raw!r}") from None
-    return check_threads(threads, THREADS_ENV)
-
-
-def resolve_threads(threads: int | None) -> int:
-    """Intra-op threads: the argument, else $WARDROBE_THREADS, else 0 (one per physical core)."""
-    if threads is None:
-        threads = threads_from_env()
-    return 0 if threads is None else check_threads(threads)
-
-
-def load_model(
-    path: Path | str | None = None, device: str = "auto", threads: int | None = None
-) -> Classifier:
-    """Open, check and warm up a model; the one way to get a Classifier. Without a path, the
-    model `choose_model` picks for the device."""
-    if path is None:
-        choice = choose_model(device)
-        log.info("serving %s: %s", choice.path, choice.reason)
-        path = choice.path
+def load_model(path: Path | str, device: str = "auto", threads: int | None = None) -> Classifier:
+    """Open, check and warm up a model; the one way to get a Classifier. `threads`: onnxruntime's
+    intra-op threads (None or 0: one per physical core)."""
     path = Path(path)
     return load_model_bytes(_read(path), path, device=device, threads=threads)
 
 
-def load_model_bytes(
-    data: bytes, name: Path | str, device: str = "auto", threads: int | None = None
-) -> Classifier:
+def load_model_bytes(data: bytes, name: Path | str, device: str = "auto", threads: int | None = None) -> Classifier:
     """load_model for a model held in memory (e.g. read from the model registry); `name` is what
     messages and `ModelInfo.path` call it."""
     path = Path(name)
+    if threads is not None and threads < 0:
+        raise ValueError(f"threads must be 0 (automatic) or more, got {threads!r}")
     providers = select_providers(device)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = resolve_threads(threads)
+    options.intra_op_num_threads = threads or 0
     options.inter_op_num_threads = 1  # one graph, run sequentially: more threads only contend
     if not data:
         raise ModelError(f"{path}: model file is empty")
@@ -419,8 +268,7 @@ def load_model_bytes(
         raise ModelError(f"{path}: the model fails on a test batch ({first})") from None
     if warm.shape != (2, len(classes)):
         raise ModelError(
-            f"{path}: output 'logits' has shape {list(warm.shape)} for a batch of 2, "
-            f"expected [2, {len(classes)}]"
+            f"{path}: output 'logits' has shape {list(warm.shape)} for a batch of 2, expected [2, {len(classes)}]"
         )
     log.info(
         "loaded %s (sha256 %s…) on %s, intra-op threads %s",
@@ -429,16 +277,12 @@ def load_model_bytes(
     return classifier
 
 
-def top_k_predictions(
-    probabilities: np.ndarray, classes: Sequence[str], k: int, *, unsure_below: float
-) -> list[dict]:
+def top_k_predictions(probabilities: np.ndarray, classes: Sequence[str], k: int, *, unsure_below: float) -> list[dict]:
     """One answer per image as docs/contract.md states: label, class_id, confidence, the top k, and
     `unsure` when the confidence is below `unsure_below` (see `ModelInfo.unsure_threshold`)."""
     probabilities = np.asarray(probabilities)
     if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):
-        raise ValueError(
-            f"probabilities must have shape [N, {len(classes)}], got {list(probabilities.shape)}"
-        )
+        raise ValueError(f"probabilities must have shape [N, {len(classes)}], got {list(probabilities.shape)}")
     if k < 1:
         raise ValueError(f"top_k must be at least 1, got {k!r}")
     k = min(k, len(classes))
@@ -446,10 +290,7 @@ def top_k_predictions(
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
     answers = []
     for row, ids in zip(probabilities, order, strict=True):
-        top = [
-            {"label": classes[i], "class_id": int(i), "probability": round(float(row[i]), 4)}
-            for i in ids
-        ]
+        top = [{"label": classes[i], "class_id": int(i), "probability": round(float(row[i]), 4)} for i in ids]
         answers.append(
             {
                 "label": top[0]["label"],

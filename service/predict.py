@@ -7,6 +7,8 @@ from pathlib import Path
 
 from contract.preprocess import ImageError, load_image_file, to_fashion_mnist, to_model_input
 from contract.runtime import load_model
+from service.model_choice import choose_model
+from service.settings import threads_from_env
 
 
 def format_prediction(path: Path, answer: dict) -> str:
@@ -14,10 +16,7 @@ def format_prediction(path: Path, answer: dict) -> str:
     confidence when the model is unsure."""
     ranked = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in answer["top_k"])
     unsure = ", unsure" if answer["unsure"] else ""
-    return (
-        f"{path}: {answer['label']} ({answer['confidence']:.3f}{unsure})  "
-        f"top-{len(answer['top_k'])}: {ranked}"
-    )
+    return f"{path}: {answer['label']} ({answer['confidence']:.3f}{unsure})  top-{len(answer['top_k'])}: {ranked}"
 
 
 def predict_files(paths: list[Path], model: Path | None = None, top_k: int = 3) -> int:
@@ -27,7 +26,8 @@ def predict_files(paths: list[Path], model: Path | None = None, top_k: int = 3) 
     """
     if top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {top_k}")
-    classifier = load_model(model)
+    # Like the server: the model `choose_model` picks when none is named, WARDROBE_THREADS honoured.
+    classifier = load_model(model or choose_model("auto").path, threads=threads_from_env())
     crops, errors = {}, {}
     for index, path in enumerate(paths):
         try:

@@ -21,7 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from contract.runtime import check_model_file, choose_model
+from contract.runtime import check_model_file
+from service.model_choice import choose_model
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,8 @@ import numpy as np
 import orjson
 from starlette.responses import Response
 
-from contract.runtime import SHIPPED_MODEL, Classifier, ModelError, cuda_available, load_model, load_model_bytes
+from contract.devices import cuda_available
+from contract.runtime import Classifier, ModelError, load_model, load_model_bytes
 from contract.store.registry import Registry
 from service.access import RequestGuard, WardrobeAccess, explain_at_start, listening_host
 from service.admin import admin_app
@@ -30,6 +31,7 @@ from service.batching import Batcher
 from service.decode_budget import DecodeBudget
 from service.headers import SecurityHeaders
 from service.lingering import install_lingering_close
+from service.model_choice import SHIPPED_MODEL, choose_model
 from service.model_switch import ModelSwitch, Served
 from service.readyz import ModelOnReadyz
 from service.registry_follower import RegistryFollower
@@ -111,6 +113,10 @@ class Wardrobe:
         return self._load_bytes(self.registry.onnx_bytes(champion), f"registry model {champion[:12]}")
 
     def _load(self, path: Path | None) -> Classifier:
+        if path is None:
+            choice = choose_model(DEVICE)
+            log.info("serving %s: %s", choice.path, choice.reason)
+            path = choice.path
         return self._warm(load_model(path, device=DEVICE, threads=self.settings.threads))
 
     def _load_bytes(self, data: bytes, name: str) -> Classifier:

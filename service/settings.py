@@ -13,7 +13,6 @@ from pathlib import Path
 
 from contract.devices import check_device
 from contract.preprocess import DEFAULT_MAX_PIXELS
-from contract.runtime import model_path_from_env, threads_from_env
 from contract.store import database_url
 
 MiB = 1024 * 1024
@@ -158,14 +157,36 @@ def _var(name: str) -> str:
     return "WARDROBE_" + name.upper()
 
 
+def model_path_from_env(environ: Mapping[str, str] | None = None) -> Path | None:
+    """$WARDROBE_MODEL as a path, or None when unset or empty."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get("WARDROBE_MODEL", "").strip()
+    return Path(raw) if raw else None
+
+
+def threads_from_env(environ: Mapping[str, str] | None = None) -> int | None:
+    """$WARDROBE_THREADS as a checked whole number, or None when unset or empty."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get("WARDROBE_THREADS", "").strip()
+    if not raw:
+        return None
+    try:
+        threads = int(raw.replace("_", ""))
+    except ValueError:
+        raise ValueError(f"WARDROBE_THREADS must be a whole number, got {raw!r}") from None
+    if threads < 0:
+        raise ValueError(f"WARDROBE_THREADS must be 0 (automatic) or more, got {threads!r}")
+    return threads
+
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
 def _parse(var: str, raw: str, kind: type, name: str) -> object:
     """One variable's text as the field's type, or a ValueError naming the variable."""
-    # WARDROBE_MODEL and WARDROBE_THREADS are also read outside the service (wardrobe predict,
-    # the report): contract/runtime.py holds the one reading of each.
+    # WARDROBE_MODEL and WARDROBE_THREADS are also read alone (`wardrobe predict`, the model choice):
+    # the functions above are the one reading of each.
     if name == "model":
         return model_path_from_env({var: raw})
     if name == "threads":

@@ -5,7 +5,8 @@ POST /wardrobe/items pass the service's one upload gate, as /classify's do
 (service/uploads.py: limits, decoding, thumbnails, 4xx naming the file), are
 classified through the service's batcher, and stored in one transaction
 (contract/store). Access rules (service/access.py) are applied in front of the
-gate; the endpoints are described in docs/wardrobe.md.
+gate; what a request asks for is read and checked in service/wardrobe_requests.py.
+The endpoints are described in docs/wardrobe.md.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 import logging
 import tempfile
 from datetime import UTC, datetime
@@ -33,12 +33,12 @@ from starlette.staticfiles import StaticFiles
 from contract.store import UNSURE, Item, ItemNotFound, NewItem, Store, database_url
 from contract.store.database import describe
 from contract.store.export import png_bytes, write_export
-from contract.store.items import MAX_PAGE
 from service.learning import learning_commands, learning_summary
 from service.model_history import model_history
 from service.model_switch import Served
 from service.settings import Settings
 from service.uploads import SCOPE_KEY, Upload, UploadPath
+from service.wardrobe_requests import ClientError, listing_query, patch_label, path_item_id, query_ids
 
 log = logging.getLogger("bentoml.wardrobe")
 
@@ -46,18 +46,8 @@ STATIC = Path(__file__).with_name("static")
 ITEMS = "/wardrobe/items"
 THUMBNAIL_SIZE = 256
 THUMBNAIL_TYPE = "image/webp"
-MAX_JSON_BYTES = 64 * 1024
-MAX_THUMBNAILS = 100
-"""Most thumbnails one GET /wardrobe/thumbnails answers."""
 IMMUTABLE = {"Cache-Control": "private, max-age=31536000, immutable"}
 """An item's id is never reused, so its thumbnail and its model input never change."""
-
-
-class ClientError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -126,7 +116,7 @@ class WardrobeEndpoints:
             return _method_not_allowed(request, "GET, POST")
         classes = _served(request).classes
         try:
-            shelf, corrected, limit, before = _listing_query(request, classes)
+            shelf, corrected, limit, before = listing_query(request, classes)
         except ClientError as exc:
             return _error(exc.status, exc.message)
         page = await self._run(lambda s: s.page(shelf=shelf, corrected=corrected, limit=limit, before=before))
@@ -155,11 +145,11 @@ class WardrobeEndpoints:
 
     async def item(self, request: Request) -> Response:
         try:
-            item_id = _item_id(request)
+            item_id = path_item_id(request)
             if request.method in ("GET", "HEAD"):
                 return JSONResponse(item_json(await self._run(Store.get, item_id)))
             if request.method == "PATCH":
-                label = await _label_from_body(request, _served(request).classes)
+                label = await patch_label(request, _served(request).classes)
                 return JSONResponse(item_json(await self._run(Store.correct, item_id, label)))
             if request.method == "DELETE":
                 await self._run(Store.delete, item_id)
@@ -174,7 +164,7 @@ class WardrobeEndpoints:
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed(request, "GET")
         try:
-            data, media_type = await self._run(Store.thumbnail, _item_id(request))
+            data, media_type = await self._run(Store.thumbnail, path_item_id(request))
         except ClientError as exc:
             return _error(exc.status, exc.message)
         except ItemNotFound as exc:
@@ -186,7 +176,7 @@ class WardrobeEndpoints:
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed(request, "GET")
         try:
-            image = await self._run(Store.model_input, _item_id(request))
+            image = await self._run(Store.model_input, path_item_id(request))
         except ClientError as exc:
             return _error(exc.status, exc.message)
         except ItemNotFound as exc:
@@ -198,7 +188,7 @@ class WardrobeEndpoints:
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed(request, "GET")
         try:
-            ids = _id_list(request)
+            ids = query_ids(request)
         except ClientError as exc:
             return _error(exc.status, exc.message)
         found = await self._run(Store.thumbnails, ids)
@@ -260,80 +250,6 @@ def _served(request: Request) -> Served:
 def _method_not_allowed(request: Request, allowed: str) -> JSONResponse:
     return JSONResponse({"error": f"{request.method} {request.url.path}: use {allowed}"},
                         status_code=405, headers={"Allow": allowed})  # fmt: skip
-
-
-MAX_ID_DIGITS = 18
-"""Ids, `before` and `limit` are at most this many ASCII digits: they fit a signed 64-bit integer."""
-
-
-def _whole_number(raw: str) -> int | None:
-    """`raw` as a whole number if it is 1 to MAX_ID_DIGITS ASCII digits, else None. (str.isdigit
-    alone would let "²" through to int(), and 20 digits through to the database's int64.)"""
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= MAX_ID_DIGITS else None
-
-
-def _item_id(request: Request) -> int:
-    raw = request.path_params["item_id"]
-    if (item_id := _whole_number(raw)) is None:
-        raise ClientError(404, f"no wardrobe item with id {raw!r} (ids are whole numbers)")
-    return item_id
-
-
-def _id_list(request: Request) -> list[int]:
-    unknown = sorted(set(request.query_params) - {"ids"})
-    if unknown:
-        raise ClientError(400, f"unknown query parameter(s) {unknown}; use ids")
-    raw = request.query_params.get("ids", "")
-    parts = [p.strip() for p in raw.split(",") if p.strip()]
-    ids = [_whole_number(p) for p in parts]
-    if not ids or None in ids:
-        raise ClientError(400, f"ids must be item ids separated by commas, got {raw[:60]!r}")
-    if len(ids) > MAX_THUMBNAILS:
-        raise ClientError(400, f"at most {MAX_THUMBNAILS} ids per request, got {len(ids)}")
-    return list(dict.fromkeys(ids))
-
-
-def _listing_query(request: Request, classes: tuple[str, ...]) -> tuple[str | None, bool | None, int, int | None]:
-    query = request.query_params
-    unknown = sorted(set(query) - {"shelf", "corrected", "limit", "before"})
-    if unknown:
-        raise ClientError(400, f"unknown query parameter(s) {unknown}; use shelf, corrected, limit, before")
-    shelf = query.get("shelf")
-    if shelf is not None and shelf not in (UNSURE, *classes):
-        raise ClientError(400, f"unknown shelf {shelf!r}; use {UNSURE!r} or one of {list(classes)}")
-    corrected = {"true": True, "false": False, None: None}.get(query.get("corrected"), "bad")
-    if corrected == "bad":
-        raise ClientError(400, f"corrected must be true or false, got {query.get('corrected')!r}")
-    limit, before = _whole_number(query.get("limit", "100")), query.get("before")
-    if limit is None or not 1 <= limit <= MAX_PAGE:
-        raise ClientError(400, f"limit must be a whole number from 1 to {MAX_PAGE}, got {query.get('limit')!r}")
-    before_id = _whole_number(before) if before is not None else None
-    if before is not None and before_id is None:
-        raise ClientError(400, f"before must be an item id (a whole number), got {before[:60]!r}")
-    return shelf, corrected, limit, before_id
-
-
-async def _label_from_body(request: Request, classes: tuple[str, ...]) -> str | None:
-    """The `label` of a PATCH body: a class name, or null to give the decision back to the model."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_JSON_BYTES:
-            raise ClientError(413, f"JSON body over the limit of {MAX_JSON_BYTES:,} bytes")
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ClientError(400, f'malformed JSON body ({exc}); send {{"label": "<class name>"}}') from None
-    except RecursionError:  # json's parser recurses per nesting level: ~1,000 levels end it
-        raise ClientError(400, 'JSON body nested too deep; send {"label": "<class name>"}') from None
-    if not isinstance(data, dict) or "label" not in data:
-        raise ClientError(400, 'the JSON body must be an object with "label": a class name, or null')
-    if extra := sorted(set(data) - {"label"}):
-        raise ClientError(400, f'unknown field(s) {extra} in the JSON body; only "label" can change')
-    label = data["label"]
-    if label is not None and label not in classes:
-        raise ClientError(400, f"unknown label {label!r}; use one of {list(classes)} (or null)")
-    return label
 
 
 def _not_found(request: Request) -> Response:

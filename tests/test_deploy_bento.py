@@ -150,6 +150,6 @@ def test_the_built_bento_serves_its_own_model(bento, tmp_path):
         finally:
             stop(process)
     text = log.read_text(errors="replace")
-    # on CPU the Bento serves the INT8 variant it carries (as accurate as FP32: contract.runtime.choose_model)
+    # on CPU the Bento serves the INT8 variant it carries (as accurate as FP32: service.model_choice.choose_model)
     assert f"ready: {store / 'src' / 'models' / 'cnn-int8.onnx'}" in text, text[-3000:]
     assert "Traceback" not in text, text[-3000:]

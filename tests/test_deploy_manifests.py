@@ -10,7 +10,7 @@ import pytest
 import yaml
 from bentoml._internal.container.generate import BENTO_PATH
 
-from contract.runtime import default_model_path
+from service.model_choice import default_model_path
 from service.settings import Settings, _var
 
 ROOT = Path(__file__).resolve().parents[1]

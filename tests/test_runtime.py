@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-from contract import runtime
-from contract.runtime import (
-    ModelError,
-    check_model_file,
-    default_model_path,
-    load_model,
-    select_providers,
-    top_k_predictions,
-)
+from contract import devices, runtime
+from contract.devices import select_providers
+from contract.runtime import ModelError, check_model_file, load_model, top_k_predictions
 
 
 @pytest.fixture(scope="module")
@@ -183,22 +176,11 @@ def test_unknown_device_is_refused():
         select_providers("tpu")
 
 
-def test_threads_come_from_the_environment_and_are_checked(monkeypatch):
-    monkeypatch.setenv("WARDROBE_THREADS", "3")
-    assert runtime.resolve_threads(None) == 3
-    assert runtime.resolve_threads(1) == 1
-    monkeypatch.setenv("WARDROBE_THREADS", "many")
-    with pytest.raises(ValueError, match="WARDROBE_THREADS must be a whole number, got 'many'"):
-        runtime.resolve_threads(None)
-    with pytest.raises(ValueError, match="threads must be 0 .* got -2"):
-        runtime.resolve_threads(-2)
-
-
-def test_default_model_path_honours_wardrobe_model(monkeypatch, tmp_path):
-    monkeypatch.delenv("WARDROBE_MODEL", raising=False)
-    assert default_model_path().parts[-2:] == ("models", "cnn.onnx")
-    monkeypatch.setenv("WARDROBE_MODEL", str(tmp_path / "other.onnx"))
-    assert default_model_path() == tmp_path / "other.onnx"
+def test_threads_are_the_callers_and_never_read_from_the_environment(monkeypatch, tiny_model_path):
+    monkeypatch.setenv("WARDROBE_THREADS", "many")  # a service setting: the contract does not read it
+    assert load_model(tiny_model_path, device="cpu", threads=1).classes
+    with pytest.raises(ValueError, match=r"threads must be 0 \(automatic\) or more, got -2"):
+        load_model(tiny_model_path, device="cpu", threads=-2)
 
 
 def test_top_k_answers_follow_the_http_contract():
@@ -250,56 +232,6 @@ def test_unsure_follows_the_threshold_the_model_records(tiny_model_path, tmp_pat
         _ = load_model(tmp_path / "broken.onnx", device="cpu", threads=1).info.unsure_threshold
 
 
-def _shipped_pair(tmp_path, tiny_model_path, int8_accuracy: str | None):
-    """models/cnn.onnx and (unless None) a cnn-int8.onnx beside it recording `int8_accuracy`."""
-    import onnx
-
-    from contract import metadata as meta
-
-    fp32 = tmp_path / "cnn.onnx"
-    proto = onnx.load(tiny_model_path)
-    meta.write_metadata(proto, {meta.TEST_ACCURACY: "0.9500"})
-    onnx.save(proto, fp32)
-    if int8_accuracy is not None:
-        meta.write_metadata(proto, {meta.TEST_ACCURACY: int8_accuracy})
-        onnx.save(proto, tmp_path / "cnn-int8.onnx")
-    return fp32
-
-
-@pytest.mark.parametrize(
-    ("int8_accuracy", "served", "why"),
-    [
-        ("0.9490", "cnn-int8.onnx", "INT8 on CPU"),  # 0.1 points below: close enough
-        ("0.9600", "cnn-int8.onnx", "INT8 on CPU"),
-        ("0.9470", "cnn.onnx", "more than 0.2 points below"),
-        (None, "cnn.onnx", "no INT8 variant"),
-    ],
-)
-def test_cpu_serves_the_int8_variant_only_when_it_is_as_accurate(
-    monkeypatch, tmp_path, tiny_model_path, int8_accuracy, served, why
-):
-    monkeypatch.setattr(runtime, "SHIPPED_MODEL", _shipped_pair(tmp_path, tiny_model_path, int8_accuracy))
-    choice = runtime.choose_model("cpu", environ={})
-    assert choice.path.name == served and why in choice.reason
-    monkeypatch.delenv("WARDROBE_MODEL", raising=False)
-    assert load_model(device="cpu", threads=1).info.path.name == served
-
-
-def test_a_broken_int8_file_falls_back_to_fp32(monkeypatch, tmp_path, tiny_model_path):
-    monkeypatch.setattr(runtime, "SHIPPED_MODEL", _shipped_pair(tmp_path, tiny_model_path, "0.95"))
-    (tmp_path / "cnn-int8.onnx").write_bytes(b"not a model")
-    choice = runtime.choose_model("cpu", environ={})
-    assert choice.path.name == "cnn.onnx" and "INT8 variant not usable" in choice.reason
-
-
-def test_wardrobe_model_and_the_gpu_override_the_int8_default(monkeypatch, tmp_path, tiny_model_path):
-    monkeypatch.setattr(runtime, "SHIPPED_MODEL", _shipped_pair(tmp_path, tiny_model_path, "0.95"))
-    assert runtime.choose_model("cpu", environ={"WARDROBE_MODEL": "/x/other.onnx"}).path == Path("/x/other.onnx")
-    monkeypatch.setattr(runtime, "cuda_available", lambda: True)
-    choice = runtime.choose_model("auto", environ={})
-    assert choice.path.name == "cnn.onnx" and choice.reason == "FP32 on the GPU"
-
-
 @pytest.fixture
 def cuda_that_falls_back(monkeypatch):
     """A machine where onnxruntime and the driver report a GPU, but the CUDA provider cannot
@@ -311,7 +243,7 @@ def cuda_that_falls_back(monkeypatch):
         asked.append(list(providers))
         return real_session(data, sess_options=sess_options, providers=["CPUExecutionProvider"])
 
-    monkeypatch.setattr(runtime, "cuda_available", lambda: True)
+    monkeypatch.setattr(devices, "cuda_available", lambda: True)
     monkeypatch.setattr(runtime.ort, "InferenceSession", session)
     monkeypatch.setattr(runtime.ort, "preload_dlls", lambda: None, raising=False)
     return asked

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.settings import Settings
+from service.settings import Settings, threads_from_env
 
 
 def test_unset_variables_keep_the_defaults():
@@ -76,3 +76,12 @@ def test_the_wardrobe_database_and_token_are_read_and_the_token_is_never_printed
     assert "hunter2" not in repr(settings) and "hunter2" not in repr(settings.resolved(gpu=False, cpu_count=2))
     with pytest.raises(ValueError, match="^WARDROBE_DB: unsupported database 'mysql'"):
         Settings.from_env({"WARDROBE_DB": "mysql://u@db/w"})
+
+
+def test_threads_come_from_the_environment_and_are_checked():
+    assert threads_from_env({}) is None and threads_from_env({"WARDROBE_THREADS": " "}) is None
+    assert threads_from_env({"WARDROBE_THREADS": "3"}) == 3
+    with pytest.raises(ValueError, match="WARDROBE_THREADS must be a whole number, got 'many'"):
+        threads_from_env({"WARDROBE_THREADS": "many"})
+    with pytest.raises(ValueError, match=r"WARDROBE_THREADS must be 0 \(automatic\) or more, got -2"):
+        threads_from_env({"WARDROBE_THREADS": "-2"})

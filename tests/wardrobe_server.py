@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from contract.runtime import default_model_path
+from service.model_choice import default_model_path
 from service.serve import SERVICE, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,8 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from contract import metadata as meta
 from contract.files import move_into_place
 from contract.preprocess import to_model_input
-from contract.runtime import INPUT_NAME, int8_variant, load_model
+from contract.runtime import INPUT_NAME, load_model
+from service.model_choice import int8_variant
 from training import fashion_mnist
 from training.calibration import calibration_metadata, softmax
 from training.data import Split, stratified_split
