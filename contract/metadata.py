@@ -122,14 +122,21 @@ def write_metadata(model: onnx.ModelProto, values: Mapping[str, str]) -> None:
             existing[key] = model.metadata_props.add(key=key, value=value)
 
 
+def _json_entry(metadata: Mapping[str, str], key: str) -> object:
+    """The JSON value stored under `key`; a MetadataError naming the key when it is not valid JSON."""
+    try:
+        return json.loads(metadata[key])
+    except json.JSONDecodeError as exc:
+        raise MetadataError(f"metadata '{key}' is not valid JSON ({exc})") from None
+    except RecursionError:  # json's parser recurses per nesting level; an uploaded model may nest deeply
+        raise MetadataError(f"metadata '{key}' is JSON nested too deep") from None
+
+
 def parse_classes(metadata: Mapping[str, str], count: int) -> tuple[str, ...]:
     """The class names: a JSON list of `count` distinct non-empty names."""
     if CLASSES not in metadata:
         raise MetadataError(f"metadata has no '{CLASSES}' entry (a JSON list of the class names)")
-    try:
-        classes = json.loads(metadata[CLASSES])
-    except json.JSONDecodeError as exc:
-        raise MetadataError(f"metadata '{CLASSES}' is not valid JSON ({exc})") from None
+    classes = _json_entry(metadata, CLASSES)
     if (
         not isinstance(classes, list)
         or len(classes) != count
@@ -146,10 +153,7 @@ def training_config(metadata: Mapping[str, str]) -> dict | None:
     """The resolved training config stored under 'config'; None if the model has none."""
     if CONFIG not in metadata:
         return None
-    try:
-        config = json.loads(metadata[CONFIG])
-    except json.JSONDecodeError as exc:
-        raise MetadataError(f"metadata '{CONFIG}' is not valid JSON ({exc})") from None
+    config = _json_entry(metadata, CONFIG)
     if not isinstance(config, dict):
         raise MetadataError(f"metadata '{CONFIG}' must be a JSON object, got {type(config).__name__}")
     return config
@@ -283,10 +287,7 @@ def held_out_ids(metadata: Mapping[str, str]) -> list[int] | None:
     """The wardrobe item ids a fine-tuned model never trained on; None for a model without them."""
     if WARDROBE_HELD_OUT not in metadata:
         return None
-    try:
-        ids = json.loads(metadata[WARDROBE_HELD_OUT])
-    except json.JSONDecodeError as exc:
-        raise MetadataError(f"metadata '{WARDROBE_HELD_OUT}' is not valid JSON ({exc})") from None
+    ids = _json_entry(metadata, WARDROBE_HELD_OUT)
     if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         raise MetadataError(f"metadata '{WARDROBE_HELD_OUT}' must be a JSON list of item ids, got {ids!r:.100}")
     return ids

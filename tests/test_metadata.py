@@ -53,6 +53,7 @@ def test_the_split_of_an_older_model_comes_from_its_stored_config():
         ({"val_size": "many", "split_seed": "0"}, "metadata 'val_size' must be a whole number, got 'many'"),
         ({"config": "{not json"}, "metadata 'config' is not valid JSON"),
         ({"config": "[1, 2]"}, "metadata 'config' must be a JSON object, got list"),
+        ({"config": "[" * 100_000 + "]" * 100_000}, "metadata 'config' is JSON nested too deep"),
     ],
 )
 def test_a_missing_or_inconsistent_split_is_an_error_naming_the_key(meta, message):
