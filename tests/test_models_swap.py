@@ -42,8 +42,8 @@ def test_a_request_in_flight_finishes_on_the_model_it_started_with(tiny_model_pa
         assert not old.batcher._executor._shutdown  # still open: a request holds it
         release.set()
         answer = await in_flight
-        while not old.batcher._executor._shutdown:  # closed once idle
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(asyncio.gather(*switch._retiring), 10)  # the task that closes it once idle
+        assert old.batcher._executor._shutdown
         fresh = await switch.current.submit(images)
         switch.close()
         return answer, fresh
