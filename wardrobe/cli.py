@@ -101,6 +101,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo(port=args.port)
 
 
+def _key_values(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """A repeatable KEY=VALUE option (--set, --fail-under), collected into a list."""
+    parser.add_argument(flag, action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wardrobe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -122,13 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model from a TOML config")
     p.add_argument("--config", type=Path, required=True, help="configs/<name>.toml")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set optim.lr=0.1 (repeatable)",
-    )
+    _key_values(p, "--set", "override a config value, e.g. --set optim.lr=0.1 (repeatable)")
     p.add_argument("--resume", type=Path, help="continue the run in this directory")
     p.add_argument("--data-dir", type=Path, help="directory with the four .gz files")
     p.set_defaults(func=cmd_train)
@@ -151,13 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a wardrobe (export zip, image folder or database URL): adds the 'Your wardrobe' section",
     )
     p.add_argument("--out", type=Path, required=True, help="reports/<name>/")
-    p.add_argument(
-        "--fail-under",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="exit non-zero if a metric misses this threshold (repeatable)",
-    )
+    _key_values(p, "--fail-under", "exit non-zero if a metric misses this threshold (repeatable)")
     p.add_argument("--data-dir", type=Path, help="directory with the four .gz files")
     p.set_defaults(func=cmd_report)
 
