@@ -10,6 +10,7 @@ replicas starting at once do it exactly once.
 from __future__ import annotations
 
 import contextlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import platformdirs
@@ -30,6 +31,13 @@ _WRITE = "wardrobe_write"  # execution option: this connection will write (SQLit
 
 class StoreError(RuntimeError):
     """The wardrobe database cannot be opened or used; the message says which and why."""
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A time read from the database as an aware UTC datetime (SQLite keeps no time zone; we store UTC)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def default_database_path() -> Path:

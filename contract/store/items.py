@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
 from contract.store import database
+from contract.store.database import as_utc
 from contract.store.schema import items
 
 UNSURE = "unsure"
@@ -101,18 +102,11 @@ class LabelledImage:
     image: np.ndarray  # uint8 [28, 28]
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite keeps no time zone; everything stored is UTC.
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _item(row: sa.Row) -> Item:
     return Item(
-        id=row.id, added_at=_utc(row.added_at), filename=row.filename, predicted_label=row.predicted_label,
+        id=row.id, added_at=as_utc(row.added_at), filename=row.filename, predicted_label=row.predicted_label,
         confidence=row.confidence, top_k=row.top_k, unsure=row.unsure, model_sha256=row.model_sha256,
-        corrected_label=row.corrected_label, corrected_at=_utc(row.corrected_at),
+        corrected_label=row.corrected_label, corrected_at=as_utc(row.corrected_at),
     )  # fmt: skip
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 
 from contract import metadata as meta
 from contract.store import database
+from contract.store.database import as_utc
 from contract.store.schema import model_workers, models
 
 CHANNEL = "wardrobe_models"
@@ -93,19 +94,13 @@ def _float(metadata: Mapping[str, str], key: str) -> float | None:
         return None
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _record(row: sa.Row) -> ModelRecord:
     return ModelRecord(
         sha256=row.sha256, size=row.size, metadata=dict(row.model_metadata), origin=row.origin,
         wardrobe_sha256=row.wardrobe_sha256, wardrobe_items=row.wardrobe_items,
-        published_at=_utc(row.published_at), published_by=row.published_by, state=row.state, canary=row.canary,
-        decided_by=row.decided_by, decided_at=_utc(row.decided_at), promoted_at=_utc(row.promoted_at),
-        demoted_at=_utc(row.demoted_at), note=row.note,
+        published_at=as_utc(row.published_at), published_by=row.published_by, state=row.state, canary=row.canary,
+        decided_by=row.decided_by, decided_at=as_utc(row.decided_at), promoted_at=as_utc(row.promoted_at),
+        demoted_at=as_utc(row.demoted_at), note=row.note,
     )  # fmt: skip
 
 
@@ -302,6 +297,6 @@ class Registry:
         query = sa.select(model_workers).order_by(model_workers.c.confirmed_at.desc())
         with self.engine.connect() as connection:
             return [
-                Confirmation(r.worker, r.replica, r.model_sha256, _utc(r.confirmed_at))
+                Confirmation(r.worker, r.replica, r.model_sha256, as_utc(r.confirmed_at))
                 for r in connection.execute(query)
             ]  # fmt: skip
