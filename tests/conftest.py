@@ -39,11 +39,12 @@ TINY_CNN = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(autouse=True)
 def own_data_home(tmp_path_factory):
     """Servers started without WARDROBE_DB use the default database under the user's data directory, and
-    register their model there (the model registry): point that directory at the session's own, so no test
-    reads a champion another session left, and none leaves one for the person running the tests."""
+    register their model there (the model registry): point that directory at the test's own, so no test
+    reads a champion another test left (a promotion elsewhere in the session), and none leaves one for the
+    person running the tests."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
         yield
@@ -97,9 +98,11 @@ def postgres():
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium (Debian's, through Playwright), one for every page test."""
+    """Headless Chromium (Debian's, through Playwright), one per module of page tests. Not one per
+    session: while Playwright's sync API is open, its event loop counts as running in this thread,
+    and a later module's asyncio.run() would fail."""
     from benchmarks.browser import chromium
 
     with chromium() as launched:

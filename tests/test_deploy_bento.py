@@ -7,6 +7,7 @@ models/cnn.onnx, and a temporary BENTOML_HOME, so nothing lands in ~/bentoml.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import re
@@ -133,7 +134,7 @@ def test_the_built_bento_serves_its_own_model(bento, tmp_path):
         # checkout so nothing can be imported from it.
         process = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", tag, "--port", str(port)],
-            cwd=tmp_path, env={**env, "WARDROBE_WORKERS": "1"}, stdout=out,
+            cwd=tmp_path, env={**env, "WARDROBE_WORKERS": "1", "WARDROBE_DB": str(tmp_path / "w.db")}, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
@@ -150,6 +151,9 @@ def test_the_built_bento_serves_its_own_model(bento, tmp_path):
         finally:
             stop(process)
     text = log.read_text(errors="replace")
-    # on CPU the Bento serves the INT8 variant it carries (as accurate as FP32: service.model_choice.choose_model)
-    assert f"ready: {store / 'src' / 'models' / 'cnn-int8.onnx'}" in text, text[-3000:]
+    # on CPU the Bento serves the INT8 variant it carries (as accurate as FP32: service.model_choice.choose_model),
+    # and an empty registry makes it the champion
+    int8 = store / "src" / "models" / "cnn-int8.onnx"
+    assert f"serving {int8}: " in text, text[-3000:]
+    assert f"wardrobe ready: model {hashlib.sha256(int8.read_bytes()).hexdigest()} on " in text, text[-3000:]
     assert "Traceback" not in text, text[-3000:]

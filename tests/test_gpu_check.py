@@ -110,13 +110,13 @@ def test_a_folder_without_the_dataset_is_named_before_anything_runs(tmp_path):
 
 
 def test_the_gpu_path_imports_without_bentoml_cleanlab_or_scikit_learn():
-    """A GPU machine's image may hold torch, onnx, pillow and the CPU onnxruntime but not our
+    """A GPU machine's image may hold torch, onnx, pillow, scipy and the CPU onnxruntime but not our
     serving or data-cleaning stack; the check must still start (serving then says what is missing)."""
     code = """
 import importlib.abc, sys
 class Absent(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"bentoml", "sklearn", "scipy", "cleanlab", "pynvml"}:
+        if name.split(".")[0] in {"bentoml", "sklearn", "cleanlab", "pynvml"}:
             raise ImportError(f"{name} is absent here")
 sys.meta_path.insert(0, Absent())
 import benchmarks.ddp_step, benchmarks.gpu_check, benchmarks.gpu_inference, benchmarks.gpu_serving
