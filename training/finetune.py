@@ -26,7 +26,7 @@ from torch import nn
 
 from contract.files import make_temp_beside, move_into_place, sha256_file, write_json
 from contract.stats import accuracy_with_interval, mcnemar
-from training import fashion_mnist, wardrobe_data
+from training import fashion_mnist, progress, wardrobe_data
 from training.base_weights import load_base, resolve
 from training.checkpoint import save_checkpoint
 from training.config import ConfigError, TrainConfig, load_config
@@ -250,7 +250,8 @@ def main(cfg: TrainConfig, run_dir: Path | None = None, data_dir: str | None = N
     # The network is the base's; so is mirror TTA, which the export bakes in.
     cfg = dataclasses.replace(cfg, model=base_cfg.model, tta_flip=base_cfg.tta_flip)
 
-    wardrobe = freeze(cfg)
+    with progress.step("freezing the wardrobe: its export, checksum and held-out split"):
+        wardrobe = freeze(cfg)
     snapshot, own, held = wardrobe.snapshot, wardrobe.own, wardrobe.held
     cfg = dataclasses.replace(
         cfg, data=dataclasses.replace(cfg.data, wardrobe_sha256=snapshot.sha256, wardrobe_items=len(snapshot.items))
