@@ -29,8 +29,9 @@ def _line(record: ModelRecord) -> str:
     return "  ".join(parts).rstrip()
 
 
-def publish_file(registry: Registry, path: Path) -> ModelRecord:
-    """Publish a model file as a candidate and say so; its SHA-256 is what `promote` takes."""
+def publish_file(registry: Registry, path: Path, hint: bool = True) -> ModelRecord:
+    """Publish a model file as a candidate and say so; its SHA-256 is what `promote` takes
+    (`hint`: also print the promote command, unless the caller prints its own next steps)."""
     if not Path(path).is_file():
         raise ValueError(f"{path}: no such model file")
     try:
@@ -38,7 +39,7 @@ def publish_file(registry: Registry, path: Path) -> ModelRecord:
     except PromotionRefused as exc:
         raise ValueError(f"{path}: {exc.message}") from None
     print(f"{'published' if new else 'already in the registry'}: {record.sha256} ({record.state}, {record.origin})")
-    if record.state == "candidate":
+    if hint and record.state == "candidate":
         print(f"promote it with: wardrobe models promote {record.sha256[:12]}")
     return record
 

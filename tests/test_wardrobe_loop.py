@@ -74,6 +74,17 @@ def test_corrections_become_a_better_model_that_is_swapped_in(fmnist, tmp_path, 
                          "--set", "finetune.replay=3000", "--set", "threads=1"])  # fmt: skip
         assert code == 0
         (run_dir,) = (tmp_path / "runs").iterdir()
+        source = str(tmp_path / "export.zip")  # the fine-tune ends with the rest of the loop, in order
+        printed = capsys.readouterr()
+        assert "freezing the wardrobe: its export, checksum and held-out split: done in " in printed.err
+        assert printed.out.splitlines()[-5:] == [
+            "next:",
+            f"    wardrobe export {run_dir} --out ~/wardrobe/new.onnx",
+            f"    wardrobe report --model ~/wardrobe/new.onnx --compare <the model you serve> --wardrobe {source} "
+            "--out reports/new/ --fail-under wardrobe_gain=0",
+            "    wardrobe models publish ~/wardrobe/new.onnx",
+            "    wardrobe models promote <the SHA-256 it prints>",
+        ]
         result = json.loads((run_dir / "finetune.json").read_text())
         assert result["wardrobe"]["sha256"] == sha and result["wardrobe"]["items"] == 600
         assert result["wardrobe"]["labelled"] == len(wrong)
@@ -108,7 +119,9 @@ def test_corrections_become_a_better_model_that_is_swapped_in(fmnist, tmp_path, 
         monkeypatch.setenv("WARDROBE_DB", str(tmp_path / "w.db"))
         assert wardrobe(["export", str(run_dir), "--out", str(tmp_path / "new.onnx"), "--publish"]) == 0
         new_sha = hashlib.sha256((tmp_path / "new.onnx").read_bytes()).hexdigest()
-        assert f"published: {new_sha}" in capsys.readouterr().out
+        printed = capsys.readouterr().out
+        assert f"published: {new_sha}" in printed
+        assert printed.splitlines()[-1] == f"    wardrobe models promote {new_sha[:12]}"  # after the report's gate
         assert wardrobe(["models", "promote", new_sha]) == 0
         assert f"on the {n_held} of its {n_held} held-out items" in capsys.readouterr().out
         deadline = time.monotonic() + 30

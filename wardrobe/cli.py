@@ -21,19 +21,32 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def next_step(command: str) -> None:
+def next_step(*commands: str) -> None:
     """End a long command with what to run next, in the README's order."""
-    print(f"next:\n    {command}")
+    print("next:\n" + "\n".join(f"    {command}" for command in commands))
+
+
+def gate_then_serve(model: str, wardrobe: str, published: str | None = None) -> list[str]:
+    """After a fine-tune: the report's gate on the person's held-out items, then the registry
+    (README, 'Learning from your wardrobe', steps 4 and 5; the promotion runs the canary)."""
+    stem = Path(model).stem
+    gate = (f"wardrobe report --model {model} --compare <the model you serve> --wardrobe {wardrobe} "
+            f"--out reports/{stem}/ --fail-under wardrobe_gain=0")  # fmt: skip
+    if published:
+        return [gate, f"wardrobe models promote {published[:12]}"]
+    return [gate, f"wardrobe models publish {model}", "wardrobe models promote <the SHA-256 it prints>"]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from training.config import load_config
 
-    if args.resume is None and load_config(args.config, args.set).is_finetune:
+    cfg = load_config(args.config, args.set) if args.resume is None else None
+    if cfg is not None and cfg.is_finetune:
         from training.finetune import run_from_cli as finetune
 
         run_dir = finetune(args.config, args.set, data_dir=args.data_dir)
-        next_step(f"wardrobe export {run_dir} --out ~/wardrobe/new.onnx")
+        model = "~/wardrobe/new.onnx"
+        next_step(f"wardrobe export {run_dir} --out {model}", *gate_then_serve(model, cfg.data.wardrobe))
         return 0
     from training.train import run_from_cli
 
@@ -56,16 +69,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         quantize_from_cli(result, data_dir=args.data_dir)
     exported = meta.read_metadata(onnx.load(str(result.path), load_external_data=False))
     wardrobe = json.loads(exported.get(meta.CONFIG, "{}")).get("data", {}).get("wardrobe")
-    report = f"wardrobe report --model {args.out} --compare models/cnn.onnx --out reports/{args.out.stem}/"
-    if wardrobe:  # fine-tuned: compare on the person's held-out items, and gate on the gain
-        report = (f"wardrobe report --model {args.out} --compare <the model you serve> --wardrobe {wardrobe} "
-                  f"--out reports/{args.out.stem}/ --fail-under wardrobe_gain=0")  # fmt: skip
-    next_step(report)
+    published = None
     if args.publish:
         from service.registry_cli import open_registry, publish_file
 
         with open_registry() as registry:
-            publish_file(registry, result.path)
+            record = publish_file(registry, result.path, hint=False)
+        published = record.sha256 if record.state == "candidate" else None
+    if wardrobe:  # fine-tuned: gate on the person's held-out items, then promote through the canary
+        next_step(*gate_then_serve(str(args.out), wardrobe, published))
+        return 0
+    report = f"wardrobe report --model {args.out} --compare models/cnn.onnx --out reports/{args.out.stem}/"
+    next_step(report, *([f"wardrobe models promote {published[:12]}"] if published else []))
     return 0
 
 
