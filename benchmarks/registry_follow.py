@@ -16,9 +16,7 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -28,7 +26,7 @@ from pathlib import Path
 import httpx
 import onnx
 
-from contract.metadata import source_commit
+from benchmarks.provenance import provenance
 from contract.store.registry import Registry
 from service.serve import start, stop, wait_ready
 
@@ -157,8 +155,7 @@ def main() -> None:
                     load.wait_for(20)
     worst = max(c["commit_to_all_workers_s"] for c in changes)
     results = {
-        "command": shlex.join(["python", "-m", "benchmarks.registry_follow", *sys.argv[1:]]),
-        "commit": source_commit(),
+        **provenance("benchmarks.registry_follow"),
         "backend": "postgresql" if db.startswith("postgresql") else "sqlite",
         "servers": 2, "workers_per_server": args.workers, "clients": args.clients,
         "changes": changes,
