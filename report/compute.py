@@ -40,6 +40,8 @@ class ReportSettings:
     """Seeded subset of the evaluated test images for the 55 corruption passes (speed)."""
     photo_images: int = 200
     """Test images made into synthetic photo-like uploads, read back through the service's preprocessing."""
+    style_images: int = 100
+    """Test images photographed in each photo style (report/photo_styles.py), read back the same way."""
     bootstrap_resamples: int = 1000
     ci_level: float = 0.95
     ece_bins: int = 15
@@ -62,6 +64,7 @@ class ReportSettings:
         for name in (
             "robustness_images",
             "photo_images",
+            "style_images",
             "bootstrap_resamples",
             "ece_bins",
             "gallery_size",
@@ -97,7 +100,8 @@ class Stages:
     """The report's stages under one progress bar, each one's seconds recorded."""
 
     NAMES = ("loading", "inference", "story", "evaluation", "calibration", "label issues", "robustness",
-             "photo-like", "selective prediction", "comparison", "wardrobe", "figures", "done")  # fmt: skip
+             "photo-like", "photo styles", "selective prediction", "comparison", "wardrobe", "figures",
+             "done")  # fmt: skip
 
     def __init__(self, progress: bool):
         self.started = self.mark = time.perf_counter()
@@ -190,6 +194,8 @@ def compute(ctx: Context, s: ReportSettings, stages: Stages) -> tuple[dict, Figu
     stages.done("robustness")
     r["photo_like"] = robustness.photo_section(model, images, labels, pred, classes, s, fig)
     stages.done("photo-like")
+    r["photo_styles"] = robustness.styles_section(model, images, labels, classes, s, fig)
+    stages.done("photo styles")
     r["selective"] = _selective_section(conf, correct, val_logits, val_labels, s, fig)
     stages.done("selective prediction")
     r["comparison"] = None

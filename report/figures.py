@@ -47,6 +47,7 @@ def draw(r: dict, inputs: FigureInputs, out: Path) -> list[Path]:
         *((r["failures"][key]["figure"], key) for key in ("confident_errors", "per_class_errors", "unsure_correct")),
         (r["label_issues"]["figure"], "label_issues"),
         (r["photo_like"].get("figure"), "photo_like"),
+        ((r.get("photo_styles") or {}).get("figure"), "photo_styles"),
         ((r["comparison"] or {}).get("figure"), "disagreements"),
         ((r.get("wardrobe") or {}).get("figure"), "wardrobe_changes"),
     ]

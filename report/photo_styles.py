@@ -53,14 +53,15 @@ def style_scores(classifier, photos: Sequence[bytes], labels: np.ndarray) -> dic
     probabilities = classifier.probabilities(to_model_input(crops))
     predicted = probabilities.argmax(axis=1)
     right = predicted == np.asarray(labels)
-    sure = probabilities.max(axis=1) >= classifier.info.unsure_threshold
-    n, n_sure = len(right), int(sure.sum())
+    threshold = classifier.info.unsure_threshold  # None: a model exported before calibration
+    sure = probabilities.max(axis=1) >= threshold if threshold is not None else None
+    n, n_sure = len(right), int(sure.sum()) if sure is not None else 0
     return {
         "images": n,
         "accuracy": float(right.mean()),
         "accuracy_wilson": list(wilson_interval(int(right.sum()), n)),
-        "unsure_share": float(1 - sure.mean()),
-        "sure_images": n_sure,
+        "unsure_share": float(1 - sure.mean()) if sure is not None else None,
+        "sure_images": n_sure if sure is not None else None,
         "accuracy_when_sure": float(right[sure].mean()) if n_sure else None,
         "accuracy_when_sure_wilson": list(wilson_interval(int(right[sure].sum()), n_sure)) if n_sure else None,
         "crops": crops,

@@ -1,7 +1,8 @@
 """How the model holds up off the clean test set: seeded MNIST-C-style corruptions against a
-pinned baseline (corruption error as in ImageNet-C), and synthetic photo-like uploads (test
-crops put through the inverse of our own preprocessing, `report.photolike`) read back through
-the service's preprocessing. Numbers only; the figures are drawn from them afterwards."""
+pinned baseline (corruption error as in ImageNet-C), synthetic photo-like uploads (test
+crops put through the inverse of our own preprocessing, `report.photolike`) and every photo
+style of `report.photo_styles` (home snapshots), read back through the service's
+preprocessing. Numbers only; the figures are drawn from them afterwards."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
 from contract.runtime import softmax
 from report import corruptions, metrics, story
 from report.figure_inputs import FigureInputs, Gallery, caption
+from report.photo_styles import DESCRIPTIONS, STYLES, style_scores, style_set
 from report.photolike import photo_like_set
 from training.progress import bar
 
@@ -93,3 +95,25 @@ def photo_section(model, images, labels, test_pred, classes, s, fig: FigureInput
         "formats": formats,
         "figure": "photo_like.png",
     }
+
+
+def styles_section(model, images, labels, classes, s, fig: FigureInputs) -> dict:
+    """Every photo style (report/photo_styles.py) on the same seeded test images: accuracy with
+    its Wilson interval, the share marked `unsure` and the accuracy of the other answers."""
+    idx = seeded_subset(len(labels), s.style_images, s.seed + 4)
+    if len(idx) == 0:
+        return {"available": False, "reason": "no images requested"}
+    rows, crops, captions = [], [], []
+    shown = min(8, len(idx))
+    for k, style in enumerate(bar(list(STYLES), desc="photo styles", leave=False, disable=not s.progress)):
+        scores = style_scores(model, style_set(style, images[idx], s.seed + 10 + k), labels[idx])
+        rows.append(
+            {"style": style, "description": DESCRIPTIONS[style]}
+            | {key: value for key, value in scores.items() if key not in ("crops", "predicted", "confidence")}
+        )
+        crops += scores["crops"][:shown]
+        captions += [
+            caption(labels[idx][i], scores["predicted"][i], scores["confidence"][i], classes) for i in range(shown)
+        ]
+    fig.galleries["photo_styles"] = Gallery(crops, captions, ncols=shown)
+    return {"available": True, "images_per_style": len(idx), "rows": rows, "figure": "photo_styles.png"}

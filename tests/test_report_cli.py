@@ -35,6 +35,7 @@ SMALL = dict(
     val_limit=800,
     robustness_images=60,
     photo_images=12,
+    style_images=4,
     bootstrap_resamples=100,
     progress=False,
 )
@@ -270,6 +271,7 @@ def without_optional_parts(report: dict) -> dict:
             row.pop(key)
     report["selective"].update(threshold=None, test_coverage=None, test_accuracy=None, abstained=None)
     report["photo_like"] = {"available": False, "reason": "no images requested", "accuracy": None}
+    report["photo_styles"] = {"available": False, "reason": "no images requested"}
     report["gates"]["photo_accuracy"] = None
     report["provenance"].update(compare_sha256=None, baseline_sha256=None)
     return report
@@ -533,7 +535,7 @@ def test_report_progress_in_a_log_is_plain_lines_and_it_ends_with_the_next_comma
     captured = capsys.readouterr()
     err = captured.err  # not a terminal
     assert captured.out.splitlines()[-2:] == ["next:", f"    wardrobe serve --model {models['main']}"]
-    assert "report: started 0/12" in err and "report: done in " in err and "corruptions: done in " in err
+    assert "report: started 0/13" in err and "report: done in " in err and "corruptions: done in " in err
     assert "\r" not in err and "\x1b" not in err
 
 
