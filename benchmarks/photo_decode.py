@@ -115,7 +115,7 @@ def run(sizes: list[int], formats: list[str], repeats: int, seed: int) -> dict:
         "rows": rows,
         "commit": source_commit(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "noise": "measured while two training runs shared the 2 CPU cores (noisy; before/after alternate)",
+        "noise": "other work on the cores raises wall times (see the load averages); before/after alternate",
         "measured_at": time.strftime("%Y-%m-%d %H:%M"),
     }
 
