@@ -27,6 +27,7 @@ from contract.files import write_json
 from contract.metadata import source_commit
 from contract.runtime import load_model
 from report.photo_styles import DESCRIPTIONS, STYLES, style_scores, style_set
+from service.model_choice import choose_model
 from training.fashion_mnist import load
 
 RESULTS = Path(__file__).resolve().parent / "results" / "photo_styles.json"
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--data-dir", type=Path)
     args = parser.parse_args(argv)
-    classifier = load_model(args.model, device="cpu")
+    classifier = load_model(args.model or choose_model("cpu").path, device="cpu")
     data = load(args.data_dir)
     if args.tune:
         images, labels, seeds, split = data.train_images, data.train_labels, TUNING_SEEDS, "train"
