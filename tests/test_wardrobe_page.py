@@ -278,15 +278,21 @@ def test_a_dropped_folder_is_walked_to_every_photo_in_it(server, browser, tmp_pa
 
 
 @contextmanager
-def _stalled_uploads(url: str, count: int):
-    """`count` uploads that send their headers and then nothing: each holds a request slot."""
+def _worker_filled(url: str, cap: int):
+    """Uploads that send their headers and then nothing (each holds a request slot), opened one by one
+    until the worker answers 503: a request of the page's still in progress when they start cannot
+    leave one slot free."""
     host, port = urlsplit(url).hostname, urlsplit(url).port
     head = (f"POST /classify HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 100000\r\n"
             "Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n").encode()  # fmt: skip
-    sockets = [socket.create_connection((host, port)) for _ in range(count)]
+    sockets = []
     try:
-        for connection in sockets:
-            connection.sendall(head)
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{url}/wardrobe/shelves", timeout=30).status_code != 503:  # every slot taken
+            assert len(sockets) < 2 * cap and time.monotonic() < deadline, "stalled uploads never filled the worker"
+            sockets.append(socket.create_connection((host, port)))
+            sockets[-1].sendall(head)
+            time.sleep(0.05)  # the worker reads the headers and takes the slot
         yield
     finally:
         for connection in sockets:
@@ -296,16 +302,13 @@ def _stalled_uploads(url: str, count: int):
 def test_a_busy_server_is_tried_again_and_the_photo_lands(browser, tmp_path):
     from playwright.sync_api import expect
 
-    cap = 6  # requests in progress per worker: as many as Chromium opens to one server
+    # Requests in progress per worker: room for the page's own parallel module and API requests.
+    cap = 16
     busy = {"WARDROBE_MAX_CONNECTIONS": str(cap), "WARDROBE_BODY_IDLE_S": "25"}
     with wardrobe_server(str(tmp_path / "w.db"), tmp_path / "server.log", **busy) as url, \
             watched_page(browser) as (page, watch):  # fmt: skip
         _open(page, url)
-        with _stalled_uploads(url, cap):
-            deadline = time.monotonic() + 30
-            while httpx.get(f"{url}/wardrobe/shelves", timeout=30).status_code != 503:  # every slot taken
-                assert time.monotonic() < deadline, "the stalled uploads never filled the worker"
-                time.sleep(0.05)
+        with _worker_filled(url, cap):
             page.set_input_files("#pick-files", [SAMPLES / "sneaker.png"])
             row = page.locator("#arrivals li", has_text="sneaker.png")
             expect(row.locator(".detail")).to_have_text("server busy, trying again", timeout=30_000)
