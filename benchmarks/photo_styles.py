@@ -1,16 +1,16 @@
 """Accuracy of the served model on every photo style, through the service's preprocessing.
 
-    .venv/bin/python -m benchmarks.photo_styles [--n 500] [--model PATH] [--split test] [--styles ...]
+    .venv/bin/python -m benchmarks.photo_styles [--n 500] [--model PATH] [--styles ...] [--tune]
 
-Per style (report/photo_styles.py), `--n` Fashion-MNIST images are drawn from the split and
+Per style (report/photo_styles.py), `--n` Fashion-MNIST test images are drawn and
 rendered with the style's own held-out seed (REPORTED_SEEDS), then decoded and cropped by
 `contract.preprocess` and classified. The figures: accuracy with a Wilson 95% interval, the
 share marked `unsure` (the model's recorded threshold) and the accuracy of the other answers.
 Goals (issue 21): accuracy ≥ 0.85 and sure answers ≥ 0.97 accurate, on every style.
 
-Tuning never looks at those figures: `--split train --tune` renders training images with other
+Tuning never looks at those figures: `--tune` renders training images with other
 seeds (TUNING_SEEDS); only the test split with REPORTED_SEEDS goes to the results file.
-Without --model, the model the service serves on this machine's CPU (contract.runtime's choice).
+Without --model, the model the service serves on this machine's CPU (service/model_choice.py).
 """
 
 from __future__ import annotations
