@@ -203,7 +203,7 @@ def run_report(args: argparse.Namespace, settings: ReportSettings | None = None)
     if missed:
         return GATE_FAILED
     if report.get("wardrobe"):
-        print("next:\n    swap it into the running service (README.md, 'Learning from your wardrobe', step 5)")
+        print(f"next:\n    wardrobe models publish {args.model}\n    wardrobe models promote <the SHA-256 it prints>")
     else:
         print(f"next:\n    wardrobe serve --model {args.model}")
     return 0

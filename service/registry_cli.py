@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from contract.store.database import database_url
 from contract.store.registry import ModelRecord, Registry
 from service import promotion
 from service.promotion import PromotionRefused
@@ -38,7 +39,8 @@ def publish_file(registry: Registry, path: Path, hint: bool = True) -> ModelReco
         record, new = promotion.publish(registry, Path(path).read_bytes(), promotion.command_line_user())
     except PromotionRefused as exc:
         raise ValueError(f"{path}: {exc.message}") from None
-    print(f"{'published' if new else 'already in the registry'}: {record.sha256} ({record.state}, {record.origin})")
+    print(f"{'published' if new else 'already in the registry'}: {record.sha256} ({record.state}, {record.origin})"
+          f" in {where()}")  # fmt: skip
     if hint and record.state == "candidate":
         print(f"promote it with: wardrobe models promote {record.sha256[:12]}")
     return record
@@ -47,6 +49,13 @@ def publish_file(registry: Registry, path: Path, hint: bool = True) -> ModelReco
 def open_registry() -> Registry:
     """The registry in WARDROBE_DB, the database the service uses (empty: the default SQLite file)."""
     return Registry.open(os.environ.get("WARDROBE_DB", ""))
+
+
+def where() -> str:
+    """Which database these commands use, password hidden: a shell without the server's WARDROBE_DB
+    would otherwise change another registry without a word."""
+    url = database_url(os.environ.get("WARDROBE_DB")).render_as_string(hide_password=True)
+    return url if os.environ.get("WARDROBE_DB", "").strip() else f"{url} (the default: WARDROBE_DB is not set)"
 
 
 def run(action: str, target: str | None, as_json: bool = False) -> int:
@@ -59,18 +68,20 @@ def run(action: str, target: str | None, as_json: bool = False) -> int:
             records = registry.records()
             if as_json:
                 print(json.dumps([r.as_json() for r in records], indent=1))
-            for record in [] if as_json else records:
-                print(_line(record))
-            if not records and not as_json:
-                print("the registry is empty: `wardrobe serve` registers the model it starts with")
+            else:
+                print(f"registry: {where()}")
+                for record in records:
+                    print(_line(record))
+                if not records:
+                    print("the registry is empty: `wardrobe serve` registers the model it starts with")
         elif action == "promote":
             try:
                 record, canary = promotion.promote(registry, target, by)
             except PromotionRefused as exc:
                 print(f"refused: {exc.message}")
                 return 1
-            print(f"champion: {record.sha256}\ncanary: {canary.note}")
+            print(f"champion: {record.sha256} in {where()}\ncanary: {canary.note}")
         elif action == "rollback":
             back, old = promotion.rollback(registry, by)
-            print(f"champion: {back.sha256} (rolled back from {old.sha256[:12]}, now a candidate)")
+            print(f"champion: {back.sha256} in {where()} (rolled back from {old.sha256[:12]}, now a candidate)")
     return 0

@@ -18,6 +18,7 @@ from contract.store.registry import CHANNEL, Registry, RegistryError
 from service import promotion
 from service.canary import run_canary
 from service.promotion import PromotionRefused
+from service.registry_cli import where
 from training.fashion_mnist import CLASSES
 from training.wardrobe_data import as_records
 from wardrobe.cli import main
@@ -149,6 +150,10 @@ def test_cli_publishes_lists_promotes_and_rolls_back(database, tmp_path, capsys,
     assert main(["models", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert {m["sha256"]: m["state"] for m in listed} == {sha: "previous", other_sha: "champion"}
+    assert main(["models", "list"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header == f"registry: {where()}" and "default" not in header  # which database, said first
+    assert {tuple(row.split()[:2]) for row in rows} == {(other_sha[:12], "champion"), (sha[:12], "previous")}
     assert main(["models", "rollback"]) == 0
     assert f"champion: {sha}" in capsys.readouterr().out
     assert main(["models", "promote", "0123456789"]) == 1
