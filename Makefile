@@ -55,9 +55,14 @@ tools:
 demo: data
 	$(VENV)/bin/wardrobe demo --port $(PORT)
 
+# Two pytest-xdist workers, a test file each at a time (module fixtures such as a server stay in one
+# worker); the suite waits on servers and browsers much of the time, so two fill two cores.
+# --durations names the slowest, to find the next minute to save (docs/operations.md).
+TEST_WORKERS ?= 2
+
 test: data tools
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -m "not bento_smoke"
+	$(PY) -m pytest -q -m "not bento_smoke" -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 # The built Bento, served from a clean venv of its own requirements (about 2 minutes; .ci/run runs it).
 bento-smoke: install

@@ -141,3 +141,13 @@ def shared_server(tiny_model_path, tmp_path_factory) -> Server:
     with running_server(directory / "server.log", model=tiny_model_path, WARDROBE_DB=str(directory / "w.db"),
                         **SHARED_SETTINGS) as server:  # fmt: skip
         yield server
+
+
+LONGEST_FIRST = ("test_wardrobe_loop.py", "test_crash_restart.py")
+"""Files whose tests take minutes: run first, so that under pytest-xdist (make test) one worker is
+busy with them while the other takes the rest, instead of one finishing them alone at the end."""
+
+
+def pytest_collection_modifyitems(items):
+    first = {name: rank for rank, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: first.get(item.path.name, len(first)))  # stable: the rest keep their order

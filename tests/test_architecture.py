@@ -37,11 +37,7 @@ def _module_name(path: Path) -> str:
 
 
 def _modules() -> dict[str, Path]:
-    return {
-        _module_name(path): path
-        for package in sorted(OURS)
-        for path in sorted((REPO / package).rglob("*.py"))
-    }
+    return {_module_name(path): path for package in sorted(OURS) for path in sorted((REPO / package).rglob("*.py"))}
 
 
 MODULES = _modules()
@@ -110,8 +106,8 @@ def test_imports_only_point_down(package):
         for target, line in sorted(_imports(module, path)):
             if target.split(".")[0] not in ALLOWED[package]:
                 upward.append(f"{path.relative_to(REPO)}:{line} imports {target}")
-    assert not upward, (
-        f"{package}/ may import only {sorted(ALLOWED[package])} (docs/architecture.md):\n" + "\n".join(upward)
+    assert not upward, f"{package}/ may import only {sorted(ALLOWED[package])} (docs/architecture.md):\n" + "\n".join(
+        upward
     )
 
 

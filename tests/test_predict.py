@@ -38,9 +38,7 @@ def test_each_file_gets_a_labelled_line_in_order(tiny_model_path, tmp_path, caps
         assert line == f"{path}: {classifier.classes[top[0]]} ({shown[top[0]]:.3f}{unsure})  top-3: {ranked}"
 
 
-def test_a_bad_file_is_named_and_fails_the_command_but_not_the_others(
-    tiny_model_path, tmp_path, capsys
-):
+def test_a_bad_file_is_named_and_fails_the_command_but_not_the_others(tiny_model_path, tmp_path, capsys):
     good = _photo(tmp_path / "good.webp", "WEBP")
     bad = tmp_path / "notes.png"
     bad.write_text("not a picture")

@@ -69,7 +69,9 @@ def _what_curl_sends(args: list[str]) -> tuple[str, bytes]:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
-        curl = subprocess.Popen(["curl", "-s", "-o", "/dev/null", *args, f"http://127.0.0.1:{server.getsockname()[1]}/"])
+        curl = subprocess.Popen(
+            ["curl", "-s", "-o", "/dev/null", *args, f"http://127.0.0.1:{server.getsockname()[1]}/"]
+        )
         connection, _ = server.accept()
         with connection:
             raw = b""
