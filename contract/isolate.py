@@ -93,6 +93,14 @@ def _coordinates(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return (np.linspace(-1, 1, height, dtype=np.float32)[:, None], np.linspace(-1, 1, width, dtype=np.float32)[None, :])
 
 
+def _least_squares(terms: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The surface's coefficients by least squares, through the normal equations (an SVD of the
+    whole [N, terms] matrix cost 20 ms on a work image; one of the small square system costs
+    microseconds). A rank-deficient system (a uniform, tiny, one-row or one-column image, where
+    the terms coincide) gets its smallest-norm solution instead of a singular-matrix error."""
+    return np.linalg.lstsq(terms.T @ terms, terms.T @ values, rcond=None)[0]
+
+
 def background_surface(grey: np.ndarray) -> np.ndarray:
     """Coefficients of the background's grey level as a quadratic surface fitted to the border.
 
@@ -107,8 +115,7 @@ def background_surface(grey: np.ndarray) -> np.ndarray:
     residual = np.abs(values - np.median(values))
     for _ in range(2):
         use = residual <= max(float(np.median(residual)) * 4, 2.0)
-        chosen = terms[use]  # least squares by the normal equations: 6×6, well conditioned here
-        coeffs = np.linalg.solve(chosen.T @ chosen, chosen.T @ values[use])
+        coeffs = _least_squares(terms[use], values[use])
         residual = np.abs(values - terms @ coeffs)
     return coeffs.astype(np.float32)
 
@@ -184,8 +191,7 @@ def light_surface(rgb: np.ndarray, grey: np.ndarray) -> np.ndarray:
     else:
         use = values <= expected + DARKER * (255 - expected)
     for _ in range(3):  # a garment of the wall's hue is left out as it stands out from the fit
-        chosen = terms[use]  # normal equations, in float64: lstsq's SVD cost 20 ms here
-        coeffs = np.linalg.solve(chosen.T @ chosen, chosen.T @ values[use])
+        coeffs = _least_squares(terms[use], values[use])
         residual = np.abs(values - terms @ coeffs)
         use = residual <= max(float(np.median(residual)) * 4, 2.0)
     return coeffs.astype(np.float32)
@@ -237,7 +243,8 @@ def garment_darkness(rgb: np.ndarray, grey: np.ndarray) -> np.ndarray:
 
     The garment is looked for on a copy about LOOK_SIZE across (the shape needs no fine detail,
     and looking is the costly part); its contrast and box are taken at full size."""
-    factor = max(1, max(grey.shape) // LOOK_SIZE)
+    # Never reduced below one pixel across: a strip one row high is still looked at.
+    factor = max(1, min(max(grey.shape) // LOOK_SIZE, min(grey.shape)))
     small_rgb = _reduced(rgb, factor)
     level = surface_level(light_surface(small_rgb, _reduced(grey, factor)), *grey.shape)
     light_ground = float(np.median(level)) > 127  # a dark garment, as in a product photo

@@ -45,6 +45,9 @@ IMAGE_SUFFIXES = frozenset(
 """File name endings of those formats, for picking images out of a folder."""
 
 SIZE = 28
+MIN_SIDE = 8
+"""Smallest width and height accepted: below it a garment is a handful of pixels, the background
+border the isolator models (contract/isolate.py) is most of the image, and no answer means much."""
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's convert("L")
 WORK_SIZE = 280
 """Longest side the photo is shrunk to before analysis: 10× the output is plenty, and fast.
@@ -154,6 +157,10 @@ def decode_image(
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError(f"image has no pixels ({width}×{height})")
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(
+            f"image is {width}×{height} pixels, too small to hold a garment (smallest accepted: {MIN_SIDE}×{MIN_SIDE})"
+        )
     if width * height > max_pixels:
         raise ImageError(f"image is {width}×{height} = {width * height:,} pixels, over the limit {max_pixels:,}")
     fmt = image.format

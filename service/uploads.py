@@ -235,9 +235,10 @@ class UploadGate:
                 crops.append(to_fashion_mnist(image))
             except ImageError as exc:
                 raise UploadError(400, f"file {name}: {exc}") from None
-            except Exception as exc:  # a hostile file can trip any decoder path; still its fault
+            except Exception:  # a hostile file can trip any decoder path; still its fault
+                # The exception's text (a numerical library's, a decoder's) is for the log, not the client.
                 log.warning("file %s failed in preprocessing", name, exc_info=True)
-                raise UploadError(400, f"file {name}: cannot be read as an image ({exc})") from None
+                raise UploadError(400, f"file {name}: cannot be read as an image") from None
             if thumbnail is not None:
                 thumbnails.append(thumbnail(image, crops[-1]))
             del image  # one decoded image at a time: the budget counts the largest, not their sum

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contract.isolate import garment_darkness
 from contract.preprocess import decode_image, to_fashion_mnist
 from report import scenes
 
@@ -122,3 +123,26 @@ def test_an_unknown_style_is_named():
 
     with pytest.raises(ValueError, match="unknown photo style 'beach'"):
         style_set("beach", [], seed=0)
+
+
+DEGENERATE = [(1, 1), (2, 2), (3, 3), (1, 300), (300, 1), (2, 500), (100, 3), (8, 8), (28, 28), (300, 360)]
+
+
+@pytest.mark.parametrize("size", DEGENERATE, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("fill", ["white", "black", "grey", "noise", "ramp"])
+@pytest.mark.filterwarnings("error")  # "mean of empty slice" and the like count as failures
+def test_the_isolator_never_raises_on_uniform_tiny_or_one_row_images(size, fill):
+    width, height = size
+    rng = np.random.default_rng(0)
+    rgb = {
+        "white": np.full((height, width, 3), 255.0),
+        "black": np.zeros((height, width, 3)),
+        "grey": np.full((height, width, 3), 128.0),
+        "noise": rng.uniform(0, 255, (height, width, 3)),
+        "ramp": np.broadcast_to(np.linspace(0, 255, width)[None, :, None], (height, width, 3)),
+    }[fill].astype(np.float32)
+    with np.errstate(divide="raise", invalid="raise", over="raise"):  # no NaN, no division by zero either
+        darkness = garment_darkness(rgb, rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
+    assert darkness.shape == (height, width) and np.isfinite(darkness).all()
+    if fill != "noise" and fill != "ramp":
+        assert not darkness.any()  # a uniform image holds no garment

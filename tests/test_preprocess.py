@@ -233,3 +233,15 @@ def test_model_input_is_float_in_unit_range():
     assert batch[0].min() == 1.0 and batch[1].max() == 0.0
     with pytest.raises(ValueError, match=r"crops must be 28×28, got \[32, 32\]"):
         to_model_input([np.zeros((32, 32), np.uint8)])
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (3, 3), (7, 7), (300, 1), (1, 300), (7, 500)])
+def test_an_image_too_small_to_hold_a_garment_is_refused_saying_the_smallest(size):
+    width, height = size
+    with pytest.raises(ImageError, match=rf"image is {width}×{height} pixels, too small .*smallest accepted: 8×8"):
+        decode_image(encode(Image.new("RGB", size, "white"), "PNG"))
+
+
+def test_the_smallest_accepted_image_is_classified_as_blank_or_garment():
+    crop = to_fashion_mnist(decode_image(encode(Image.new("RGB", (8, 8), "white"), "PNG")))
+    assert crop.shape == (28, 28) and not crop.any()

@@ -178,6 +178,17 @@ def test_a_bad_file_is_a_400_naming_it_and_the_server_still_serves(server, kind)
     _good(server)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (3, 3), (1, 20), (20, 1)])
+def test_an_image_too_small_to_hold_a_garment_is_a_400_saying_its_size_and_the_smallest(server, size):
+    files = [("images", ("x.png", _png(np.full(size[::-1], 255, dtype=np.uint8))))]
+    response = _classify(server, files)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error == f"file 'x.png': image is {size[0]}×{size[1]} pixels, too small to hold a garment " \
+                    "(smallest accepted: 8×8)"  # fmt: skip
+    assert "matrix" not in error.lower()
+
+
 def test_a_file_over_the_per_file_limit_is_a_413_naming_it(server):
     big = np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8)  # ~90 kB PNG
     data = _png(big) * 3  # ~270 kB, over the 200 kB per-file limit
