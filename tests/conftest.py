@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -37,6 +40,44 @@ TINY_CNN = [
     'name="tiny"', 'model.arch="cnn"', "model.channels=[8,16]", "model.convs_per_stage=1",
     "tta_flip=true",
 ]  # fmt: skip
+
+
+SESSION_HOME_VARIABLES = ("HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "BENTOML_HOME")
+"""What pytest_configure points at the session's own directory (XDG_CACHE_HOME stays the person's)."""
+_saved_environment: dict[str, str | None] = {}
+_SESSION_HOME = pytest.StashKey[Path]()
+
+
+def pytest_configure(config):
+    """Before any fixture of any scope, server or subprocess: HOME, the XDG data, config and state homes
+    and BENTOML_HOME point at a directory of this session's own, so nothing the suite starts writes to
+    the person's (a server started without WARDROBE_DB makes its database under the data home: issue 31).
+    The cache home stays the person's (made explicit, as HOME moves): the dataset may be cached there
+    (training/fashion_mnist.py), and only caches go there. Git keeps the person's global config.
+    Set here, not in a fixture: module- and session-scoped fixtures start before function-scoped ones."""
+    home = Path(tempfile.mkdtemp(prefix="wardrobe-tests-home-"))
+    config.stash[_SESSION_HOME] = home
+    real_home = Path.home()
+    pinned = {"XDG_CACHE_HOME": os.environ.get("XDG_CACHE_HOME") or str(real_home / ".cache")}
+    if "GIT_CONFIG_GLOBAL" not in os.environ and (real_home / ".gitconfig").is_file():
+        pinned["GIT_CONFIG_GLOBAL"] = str(real_home / ".gitconfig")
+    moved = {name: home / name.lower() for name in SESSION_HOME_VARIABLES}
+    for directory in moved.values():
+        directory.mkdir()
+    for name, value in {**pinned, **moved}.items():
+        _saved_environment.setdefault(name, os.environ.get(name))
+        os.environ[name] = str(value)
+
+
+def pytest_unconfigure(config):
+    for name, value in _saved_environment.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    _saved_environment.clear()
+    if home := config.stash.get(_SESSION_HOME, None):
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -56,13 +56,16 @@ def running_server(
     **settings: str,
 ) -> Iterator[Server]:
     """Yield a ready server of `service` serving `model` with `settings` (environment variables; no
-    WARDROBE_* one is inherited from this process); stop it and its workers afterwards, then fail
-    on a traceback in its log (unless `check_log` is false)."""
+    WARDROBE_* one is inherited from this process, and its BentoML and data homes are its own, beside
+    `log`); stop it and its workers afterwards, then fail on a traceback in its log (unless `check_log`
+    is false)."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
-    # Its own BENTOML_HOME: BentoML empties the /metrics directory there when a server starts.
-    home = log.parent / f"bentoml-home-{port}"
-    environment |= {"BENTOML_HOME": str(home), **({"WARDROBE_MODEL": str(model)} if model else {}), **settings}
+    # Its own BENTOML_HOME: BentoML empties the /metrics directory there when a server starts. Its own
+    # data home: without WARDROBE_DB the server makes its database there and registers its model (issue 31).
+    homes = {"BENTOML_HOME": log.parent / f"bentoml-home-{port}", "XDG_DATA_HOME": log.parent / f"data-home-{port}"}
+    environment |= {k: str(v) for k, v in homes.items()}
+    environment |= {**({"WARDROBE_MODEL": str(model)} if model else {}), **settings}
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", service, "--port", str(port), "--host", host],
