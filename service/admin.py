@@ -2,7 +2,9 @@
 
     GET  /admin/models                  the registry: every model, the champion, what each worker serves
     POST /admin/models                  publish: the body is the .onnx file (at most MAX_MODEL_BYTES)
-    POST /admin/models/{sha}/promote    contract check + canary, then champion or refused
+    POST /admin/models/{sha}/promote    contract check + canary + guard, then champion or refused;
+                                        {"force": true, "reason": "..."} (body or query) overrides the
+                                        canary and the guard, recorded with who and why
     POST /admin/models/rollback         the previous champion comes back
 
 Without WARDROBE_ADMIN_TOKEN every /admin path answers 403: administration is off.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -53,17 +56,54 @@ def _only(request: Request, allowed: str) -> JSONResponse | None:
                         headers={"Allow": allowed})  # fmt: skip
 
 
-async def _body(request: Request, limit: int) -> bytes:
+async def _body(request: Request, limit: int, what: str = "the model") -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise PromotionRefused(413, f"the model is {int(declared):,} bytes, over the limit of {limit:,}")
+        raise PromotionRefused(413, f"{what} is {int(declared):,} bytes, over the limit of {limit:,}")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PromotionRefused(413, f"the model is over the limit of {limit:,} bytes")
+            raise PromotionRefused(413, f"{what} is over the limit of {limit:,} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
+FORCE_EXAMPLE = '{"force": true, "reason": "why"}'
+
+
+async def _force(request: Request) -> str | None:
+    """The operator's reason for a forced promotion (None: not forced), from the query or a JSON body;
+    PromotionRefused(400) naming what is wrong."""
+    given: dict = dict(request.query_params)
+    data = await _body(request, 16 * 1024, "the promotion's body")
+    if data.strip():
+        try:
+            body = json.loads(data)
+        except (ValueError, RecursionError):
+            body = None
+        if not isinstance(body, dict):
+            raise PromotionRefused(400, f"{request.url.path}: the body must be a JSON object such as {FORCE_EXAMPLE}")
+        given |= body
+    if unknown := sorted(set(given) - {"force", "reason"}):
+        raise PromotionRefused(400, f"{request.url.path}: unknown field {', '.join(map(repr, unknown))[:200]}; "
+                               f"it takes {FORCE_EXAMPLE} or nothing")  # fmt: skip
+    force, reason = given.get("force", False), given.get("reason")
+    if isinstance(force, str) and force.lower() in _TRUE + _FALSE:
+        force = force.lower() in _TRUE
+    if not isinstance(force, bool):
+        raise PromotionRefused(400, f"{request.url.path}: 'force' must be true or false, got {str(force)[:50]!r}")
+    if reason is not None and not isinstance(reason, str):
+        raise PromotionRefused(400, f"{request.url.path}: 'reason' must be a string")
+    if not force:
+        if reason is not None:
+            raise PromotionRefused(400, f"{request.url.path}: 'reason' goes with 'force': {FORCE_EXAMPLE}")
+        return None
+    if not (reason or "").strip():
+        raise PromotionRefused(400, f"{request.url.path}: 'force' needs a 'reason' (recorded with who forced it): "
+                               f"{FORCE_EXAMPLE}")  # fmt: skip
+    return reason
 
 
 class AdminEndpoints:
@@ -109,13 +149,17 @@ class AdminEndpoints:
         served = models.current
 
         try:
+            force = await _force(request)
+        except PromotionRefused as exc:
+            return _error(exc.status, exc.message)
+        try:
             sha = await anyio.to_thread.run_sync(registry.resolve, request.path_params["sha"])
         except RegistryError as exc:
             return _error(404, str(exc))
 
         def decide():
             loaded = lambda sha: served.classifier if sha == served.sha256 else None  # noqa: E731
-            return promotion.promote(registry, sha, self._who(request), loaded)
+            return promotion.promote(registry, sha, self._who(request), loaded, force=force)
 
         async with self._deciding:
             try:
@@ -125,7 +169,8 @@ class AdminEndpoints:
             except RegistryError as exc:  # the champion already, or it changed while the canary ran
                 return _error(409, str(exc))
             confirmed = await self._after_change(request, record.sha256)
-        return JSONResponse({"model": record.as_json(), "canary": canary.as_dict(), "confirmed": confirmed})
+        return JSONResponse({"model": record.as_json(), "canary": record.canary or canary.as_dict(),
+                             "confirmed": confirmed})  # fmt: skip
 
     async def rollback(self, request: Request) -> Response:
         if refused := _refused(request, self.token) or _only(request, "POST"):

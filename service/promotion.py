@@ -1,4 +1,10 @@
-"""Deciding about models in the registry: publish, promote (contract check + canary), roll back.
+"""Deciding about models in the registry: publish, promote (contract check + canary + guard), roll back.
+
+The guard keeps a champion from being replaced by a model that is plainly worse, or judged on
+too little: a candidate whose recorded Fashion-MNIST test accuracy (its metadata) is more than
+MAX_TEST_ACCURACY_DROP below the champion's, or whose canary ran on fewer than canary.MIN_ITEMS
+held-out items, is refused unless the operator forces it, with a reason; the registry keeps who
+forced it, why, and what was overridden.
 
 One implementation for both ways in, `wardrobe models ...` (the store directly)
 and /admin/models (service/admin.py). The registry (contract/store/registry.py)
@@ -13,13 +19,16 @@ import hashlib
 import socket
 from collections.abc import Callable
 
+from contract import metadata as meta
 from contract.runtime import Classifier, ModelError, load_model_bytes
 from contract.store import Store
 from contract.store.registry import ModelRecord, Registry, RegistryError
-from service.canary import Canary, held_out_items, run_canary
+from service.canary import MIN_ITEMS, Canary, held_out_items, run_canary
 
 MAX_MODEL_BYTES = 64 * 1024 * 1024
 """Largest model file the registry takes (the shipped CNN is about 1 MiB)."""
+MAX_TEST_ACCURACY_DROP = 0.01
+"""A candidate's recorded Fashion-MNIST test accuracy may be at most this much (1 point) below the champion's."""
 
 
 class PromotionRefused(Exception):
@@ -57,26 +66,66 @@ def publish(registry: Registry, data: bytes, by: str, shipped: bool = False) -> 
     return registry.publish(classifier.info.sha256, data, classifier.info.metadata, by, shipped=shipped)
 
 
+def test_accuracy(classifier: Classifier) -> float | None:
+    """The Fashion-MNIST test accuracy recorded in the model's metadata (None: not recorded)."""
+    try:
+        return meta.number(classifier.info.metadata, meta.TEST_ACCURACY)
+    except meta.MetadataError:
+        return None
+
+
+def objections(champion: Classifier, candidate: Classifier, canary: Canary) -> list[str]:
+    """Why `candidate` should not replace `champion` (empty: nothing against it), each naming its figures."""
+    found = []
+    if not canary.passed:
+        found.append(f"the canary: {canary.note}")
+    elif canary.items < MIN_ITEMS:
+        found.append(f"the canary had {canary.items} held-out items ({canary.which}), fewer than the {MIN_ITEMS} "
+                     "it needs to judge; label more of the wardrobe's items")  # fmt: skip
+    old, new = test_accuracy(champion), test_accuracy(candidate)
+    name = f"the champion {champion.info.sha256[:12]}'s"
+    if old is not None and new is None:
+        found.append(f"its metadata records no Fashion-MNIST test accuracy ({name}: {old:.4f})")
+    elif old is not None and new < old - MAX_TEST_ACCURACY_DROP - 1e-12:
+        found.append(f"its Fashion-MNIST test accuracy {new:.4f} (model metadata) is more than "
+                     f"{MAX_TEST_ACCURACY_DROP * 100:g} point below {name} {old:.4f}")  # fmt: skip
+    return found
+
+
 def promote(
-    registry: Registry, sha: str, by: str, loaded: Callable[[str], Classifier | None] = lambda sha: None
-) -> tuple[ModelRecord, Canary]:
-    """Make `sha` (or a unique prefix) the champion if it passes the contract check and the canary against
-    the champion on the wardrobe's held-out items; else mark it refused and raise PromotionRefused.
-    `loaded(sha)` may hand over a model already open in this process (a serving worker's champion)."""
+    registry: Registry, sha: str, by: str, loaded: Callable[[str], Classifier | None] = lambda sha: None,
+    force: str | None = None,
+) -> tuple[ModelRecord, Canary]:  # fmt: skip
+    """Make `sha` (or a unique prefix) the champion if it passes the contract check, the canary against
+    the champion on the wardrobe's held-out items and the guard (`objections`); else mark it refused and
+    raise PromotionRefused. `force`, the operator's reason, overrides the canary and the guard (never the
+    contract check), and is recorded with `by` and what it overrode. `loaded(sha)` may hand over a model
+    already open in this process (a serving worker's champion)."""
+    if force is not None and not force.strip():
+        raise PromotionRefused(400, "a forced promotion needs a reason (it is recorded with who forced it)")
     sha = registry.resolve(sha)
     champion_sha = registry.champion_sha256()
     if champion_sha == sha:
         raise RegistryError(f"model {sha[:12]} is the champion already")
     candidate = check_model(registry.onnx_bytes(sha), f"model {sha[:12]}")
-    if champion_sha is None:
-        canary = run_canary(candidate, candidate, None)
+    if champion_sha is None:  # the first champion: nothing to guard
+        canary, against = run_canary(candidate, candidate, None), []
     else:
         champion = loaded(champion_sha) or check_model(registry.onnx_bytes(champion_sha), f"model {champion_sha[:12]}")
         canary = run_canary(champion, candidate, held_out_items(Store(registry.engine), candidate))
-    if not canary.passed:
-        registry.refuse(sha, canary.as_dict(), canary.note, by)
-        raise PromotionRefused(409, f"model {sha[:12]} refused by the canary: {canary.note}", canary)
-    return registry.promote(sha, canary.as_dict(), by, expected_champion=champion_sha), canary
+        against = objections(champion, candidate, canary)
+    figures, note = canary.as_dict(), None
+    if against and force is None:
+        message = (
+            f"model {sha[:12]} refused: {'; '.join(against)}. To promote it anyway: "
+            f"wardrobe models promote {sha[:12]} --force --reason '...' (over HTTP: force and reason in the body)"
+        )
+        registry.refuse(sha, figures, message, by)
+        raise PromotionRefused(409, message, canary)
+    if against:
+        figures["forced"] = {"by": by, "reason": force.strip(), "overrode": against}
+        note = f"forced by {by}: {force.strip()} (overriding: {'; '.join(against)})"
+    return registry.promote(sha, figures, by, expected_champion=champion_sha, note=note), canary
 
 
 def rollback(registry: Registry, by: str) -> tuple[ModelRecord, ModelRecord]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from contract.store.database import database_url
@@ -58,8 +59,9 @@ def where() -> str:
     return url if os.environ.get("WARDROBE_DB", "").strip() else f"{url} (the default: WARDROBE_DB is not set)"
 
 
-def run(action: str, target: str | None, as_json: bool = False) -> int:
-    """One `wardrobe models` sub-command against WARDROBE_DB; 0, or 1 when a promotion is refused."""
+def run(action: str, target: str | None, as_json: bool = False, force: str | None = None) -> int:
+    """One `wardrobe models` sub-command against WARDROBE_DB; 0, or 1 when a promotion is refused.
+    `force` (promote): the operator's reason to override the canary and the guard (service/promotion.py)."""
     with open_registry() as registry:
         by = promotion.command_line_user()
         if action == "publish":
@@ -76,11 +78,13 @@ def run(action: str, target: str | None, as_json: bool = False) -> int:
                     print("the registry is empty: `wardrobe serve` registers the model it starts with")
         elif action == "promote":
             try:
-                record, canary = promotion.promote(registry, target, by)
+                record, canary = promotion.promote(registry, target, by, force=force)
             except PromotionRefused as exc:
-                print(f"refused: {exc.message}")
+                print(f"wardrobe models promote: {exc.message}", file=sys.stderr)
                 return 1
             print(f"champion: {record.sha256} in {where()}\ncanary: {canary.note}")
+            if forced := (record.canary or {}).get("forced"):
+                print(f"forced by {forced['by']}: {forced['reason']}\noverriding: {'; '.join(forced['overrode'])}")
         elif action == "rollback":
             back, old = promotion.rollback(registry, by)
             print(f"champion: {back.sha256} in {where()} (rolled back from {old.sha256[:12]}, now a candidate)")

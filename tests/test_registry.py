@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import psycopg
 import pytest
 from conftest import make_items
@@ -54,9 +55,10 @@ def test_promote_and_rollback_walk_the_champion_through_history(registry, tmp_pa
     second, _ = promotion.publish(registry, variant(MODEL, tmp_path / "b.onnx", note="b").read_bytes(), "test")
     third, _ = promotion.publish(registry, variant(MODEL, tmp_path / "c.onnx", note="c").read_bytes(), "test")
 
-    promoted, canary = promotion.promote(registry, second.sha256[:10], "alice")
+    # No wardrobe items here, so the canary cannot judge: each step is forced, with a reason.
+    promoted, canary = promotion.promote(registry, second.sha256[:10], "alice", force="the same network")
     assert promoted.state == "champion" and promoted.decided_by == "alice" and canary.passed
-    promotion.promote(registry, third.sha256, "bob")
+    promotion.promote(registry, third.sha256, "bob", force="the same network")
     states = {r.sha256: r.state for r in registry.records()}
     assert states == {first.sha256: "previous", second.sha256: "previous", third.sha256: "champion"}
     with pytest.raises(RegistryError, match="is the champion already"):
@@ -91,8 +93,16 @@ def test_canary_refuses_a_worse_model_with_its_wilson_interval(database, fmnist,
         good, _ = promotion.publish(registry, MODEL.read_bytes(), "test", shipped=True)
         registry.crown_if_none(good.sha256, "start")
         bad, _ = promotion.publish(registry, tiny_model_path.read_bytes(), "test")
-        with pytest.raises(PromotionRefused, match=r"refused by the canary: candidate 0\.\d+ \(95% Wilson interval"):
+        with pytest.raises(
+            PromotionRefused, match=r"refused: the canary: candidate 0\.\d+ \(95% Wilson interval"
+        ) as refusal:
             promotion.promote(registry, bad.sha256, "test")
+        # The tiny model's recorded Fashion-MNIST figure is named beside the champion's, too.
+        tiny_test, shipped_test = (
+            float(load_model(m).info.metadata["test_accuracy"]) for m in (tiny_model_path, MODEL)
+        )
+        assert f"its Fashion-MNIST test accuracy {tiny_test:.4f} (model metadata) is more than 1 point below the " \
+            f"champion {good.sha256[:12]}'s {shipped_test:.4f}" in str(refusal.value)  # fmt: skip
         refused = registry.get(bad.sha256)
         assert refused.state == "refused" and refused.canary["items"] == 80
         # The figures are the held-out selection's, measured independently here.
@@ -104,6 +114,72 @@ def test_canary_refuses_a_worse_model_with_its_wilson_interval(database, fmnist,
         low, high = refused.canary["candidate_wilson95"]
         assert low < expected < high
         assert registry.champion_sha256() == good.sha256
+
+
+def _labelled_wardrobe(store: Store, fmnist, per_class: int) -> None:
+    """Real test-set crops a person labelled, written through the store's own writer."""
+    items = make_items(fmnist, per_class=per_class)
+    added = store.add([
+        NewItem(filename=f"{i}.png", thumbnail=b"x", thumbnail_type="image/webp", model_input=image,
+                predicted_label="Bag", confidence=0.5, top_k=[], unsure=False, model_sha256="0" * 64)
+        for i, image in enumerate(items.images)
+    ])  # fmt: skip
+    for item, label in zip(added, items.labels, strict=True):
+        store.correct(item.id, CLASSES[label])
+
+
+def _recording(src, dst, test_accuracy: float):
+    """The same network, recording another Fashion-MNIST test accuracy in its metadata."""
+    proto = onnx.load(str(src))
+    next(p for p in proto.metadata_props if p.key == "test_accuracy").value = f"{test_accuracy:.4f}"
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def test_a_model_recording_over_a_point_less_on_fashion_mnist_is_refused_unless_forced(database, fmnist, tmp_path):
+    shipped = float(load_model(MODEL).info.metadata["test_accuracy"])
+    with Store.open(database) as store, Registry(store.engine) as registry:
+        _labelled_wardrobe(store, fmnist, per_class=1)  # 10 items: the canary can judge, and passes
+        champion, _ = promotion.publish(registry, MODEL.read_bytes(), "test", shipped=True)
+        registry.crown_if_none(champion.sha256, "start")
+        close = _recording(MODEL, tmp_path / "close.onnx", shipped - 0.009)
+        worse = _recording(MODEL, tmp_path / "worse.onnx", shipped - 0.0101)
+        close_record, _ = promotion.publish(registry, close.read_bytes(), "test")
+        worse_record, _ = promotion.publish(registry, worse.read_bytes(), "test")
+        expected = (
+            rf"model {worse_record.sha256[:12]} refused: its Fashion-MNIST test accuracy {shipped - 0.0101:.4f} "
+            rf"\(model metadata\) is more than 1 point below the champion {champion.sha256[:12]}'s {shipped:.4f}"
+        )
+        with pytest.raises(PromotionRefused, match=expected) as refusal:
+            promotion.promote(registry, worse_record.sha256, "test")
+        assert refusal.value.status == 409 and "--force --reason" in refusal.value.message
+        assert registry.get(worse_record.sha256).state == "refused"
+        assert registry.champion_sha256() == champion.sha256
+        with pytest.raises(PromotionRefused, match="a forced promotion needs a reason"):
+            promotion.promote(registry, worse_record.sha256, "test", force="  ")
+
+        forced, _ = promotion.promote(registry, worse_record.sha256, "dana", force="the figure was measured wrong")
+        assert (forced.state, forced.decided_by) == ("champion", "dana")
+        overrode = refusal.value.message.split("refused: ")[1].split(". To")[0]
+        assert forced.canary["forced"] == {"by": "dana", "reason": "the figure was measured wrong",
+                                           "overrode": [overrode]}  # fmt: skip
+        assert forced.note == f"forced by dana: the figure was measured wrong (overriding: {overrode})"
+
+        promotion.rollback(registry, "dana")
+        promoted, canary = promotion.promote(registry, close_record.sha256, "test")  # within a point: taken
+        assert canary.passed and canary.items == 10 and promoted.note is None and "forced" not in promoted.canary
+
+
+def test_canary_on_too_few_items_cannot_replace_the_champion(database, fmnist, tmp_path):
+    with Store.open(database) as store, Registry(store.engine) as registry:
+        _labelled_wardrobe(store, fmnist, per_class=1)
+        store.delete(store.page(limit=1).items[0].id)  # 9 left
+        first, _ = promotion.publish(registry, MODEL.read_bytes(), "test", shipped=True)
+        registry.crown_if_none(first.sha256, "start")
+        other, _ = promotion.publish(registry, variant(MODEL, tmp_path / "b.onnx", note="b").read_bytes(), "test")
+        with pytest.raises(PromotionRefused, match=r"the canary had 9 held-out items \(all 9 items a person "
+                           r"labelled.*\), fewer than the 10 it needs to judge"):  # fmt: skip
+            promotion.promote(registry, other.sha256, "test")
 
 
 def test_canary_without_items_checks_only_the_contract():
@@ -131,7 +207,7 @@ def test_postgresql_promotion_notifies_listeners(postgres, tmp_path):
         second, _ = promotion.publish(registry, variant(MODEL, tmp_path / "b.onnx", note="b").read_bytes(), "test")
         with psycopg.connect(url, autocommit=True) as listener:
             listener.execute(f"LISTEN {CHANNEL}")
-            promotion.promote(registry, second.sha256, "test")
+            promotion.promote(registry, second.sha256, "test", force="no wardrobe items: the same network")
             heard = [n.payload for n in listener.notifies(timeout=10, stop_after=1)]
     assert heard == [second.sha256]
 
@@ -143,13 +219,23 @@ def test_cli_publishes_lists_promotes_and_rolls_back(database, tmp_path, capsys,
     other = variant(MODEL, tmp_path / "b.onnx", note="b")
     assert main(["models", "publish", str(other)]) == 0
     other_sha = capsys.readouterr().out.split()[1]
-    assert main(["models", "promote", sha[:12]]) == 0
+    assert main(["models", "promote", sha[:12]]) == 0  # the first champion: nothing to guard
     assert f"champion: {sha}" in capsys.readouterr().out
-    assert main(["models", "promote", other_sha]) == 0
-    capsys.readouterr()
+    # An empty wardrobe: the canary has nothing to judge on, so replacing the champion takes --force and a reason.
+    assert main(["models", "promote", other_sha]) == 1
+    assert "fewer than the 10 it needs to judge" in capsys.readouterr().err
+    assert main(["models", "promote", other_sha, "--force"]) == 1
+    assert "--force needs --reason" in capsys.readouterr().err
+    assert main(["models", "promote", other_sha, "--force", "--reason", "same network, new bytes"]) == 0
+    out = capsys.readouterr().out
+    assert f"champion: {other_sha}" in out and "forced by " in out and "same network, new bytes" in out
     assert main(["models", "list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert {m["sha256"]: m["state"] for m in listed} == {sha: "previous", other_sha: "champion"}
+    forced = next(m for m in listed if m["sha256"] == other_sha)
+    assert forced["decided_by"] == promotion.command_line_user()
+    assert forced["canary"]["forced"]["reason"] == "same network, new bytes"
+    assert forced["note"].startswith(f"forced by {promotion.command_line_user()}: same network, new bytes")
     assert main(["models", "list"]) == 0
     header, *rows = capsys.readouterr().out.splitlines()
     assert header == f"registry: {where()}" and "default" not in header  # which database, said first

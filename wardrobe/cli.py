@@ -89,7 +89,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     if args.action in ("publish", "promote") and not args.target:
         raise ValueError(f"models {args.action} needs {'a model FILE' if args.action == 'publish' else 'a SHA256'}")
-    return run(args.action, args.target, as_json=args.json)
+    if (args.force or args.reason is not None) and args.action != "promote":
+        raise ValueError(f"models {args.action}: --force and --reason go with promote only")
+    if args.force and not (args.reason or "").strip():
+        raise ValueError("models promote --force needs --reason 'why' (recorded in the registry with who forced it)")
+    if args.reason is not None and not args.force:
+        raise ValueError("models promote --reason goes with --force")
+    return run(args.action, args.target, as_json=args.json, force=args.reason if args.force else None)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -185,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["publish", "list", "promote", "rollback"])
     p.add_argument("target", nargs="?", metavar="FILE|SHA256", help="publish: the .onnx file; promote: its SHA-256")
     p.add_argument("--json", action="store_true", help="list: print the registry as JSON")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="promote: override the canary and the guard (a worse or barely judged model); needs --reason",
+    )
+    p.add_argument("--reason", help="promote --force: why, recorded in the registry with who forced it")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("demo", help="start the service on the shipped model and show a curl line")

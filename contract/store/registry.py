@@ -208,10 +208,12 @@ class Registry:
             self._crown(connection, sha, by, datetime.now(UTC), canary=None, note="first champion")
         return True
 
-    def promote(self, sha: str, canary: dict | None, by: str, expected_champion: str | None = None) -> ModelRecord:
-        """`sha` becomes the champion (its canary figures kept); the champion it replaces becomes previous.
-        With `expected_champion`, RegistryError if the champion is no longer that one (the canary compared
-        against it)."""
+    def promote(
+        self, sha: str, canary: dict | None, by: str, expected_champion: str | None = None, note: str | None = None
+    ) -> ModelRecord:
+        """`sha` becomes the champion (its canary figures and `note` kept); the champion it replaces becomes
+        previous. With `expected_champion`, RegistryError if the champion is no longer that one (the canary
+        compared against it)."""
         now = datetime.now(UTC)
         with self._writer.begin() as connection:
             self._lock(connection)
@@ -224,7 +226,7 @@ class Registry:
                 connection.execute(
                     sa.update(models).where(models.c.sha256 == old).values(state=PREVIOUS, demoted_at=now)
                 )
-            self._crown(connection, sha, by, now, canary=canary, note=None)
+            self._crown(connection, sha, by, now, canary=canary, note=note[:2000] if note else None)
         return self.get(sha)
 
     def refuse(self, sha: str, canary: dict | None, reason: str, by: str) -> ModelRecord:
