@@ -17,6 +17,7 @@ from pathlib import Path
 from contract.devices import check_device
 from training.augment import AugmentConfig
 from training.models import ModelConfig
+from training.precision import PRECISIONS
 
 
 class ConfigError(ValueError):
@@ -167,6 +168,9 @@ class TrainConfig:
     """"auto" (CUDA when available), "cpu" or "cuda"."""
     threads: int = 0
     """CPU threads for torch (0 = all cores, divided between ranks)."""
+    precision: str = "auto"
+    """"auto" (bfloat16 autocast where the CPU or GPU has native bf16, fp32 elsewhere), "bf16"
+    (an error where unsupported) or "fp32". BatchNorm, the loss and exports stay fp32."""
     out_dir: str = "runs"
     """Where run directories are created."""
     data: DataConfig = field(default_factory=DataConfig)
@@ -191,6 +195,8 @@ class TrainConfig:
             raise ConfigError(str(exc)) from None
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0, got {self.threads!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.schedule.name != "constant" and self.schedule.warmup_epochs > self.epochs:
             shorter = round(self.epochs * 0.3, 2)
             raise ConfigError(

@@ -34,6 +34,7 @@ from training.data import TensorBatchLoader, stratified_split
 from training.label_issues import find_label_issues
 from training.models import count_parameters
 from training.optim import build_optimizer, build_scheduler
+from training.precision import resolve_precision
 from training.run_log import RunLog
 from training.train import evaluate, resolve_device, source_commit, train_one_epoch
 from training.wardrobe_data import WardrobeItems
@@ -196,6 +197,8 @@ def train(model: nn.Module, own: WardrobeItems, ds, split, cfg: TrainConfig, dev
         f"each epoch: {int((~is_own).sum())} Fashion-MNIST replay + {int(is_own.sum())} own-train (oversampled) "
         f"images{f', distilled from the start model on replay (weight {cfg.finetune.distill:g})' if teacher else ''}"
     )
+    precision = resolve_precision(cfg.precision, device)
+    log.info(f"training in {precision}")
     val_acc = 0.0
     for epoch in range(cfg.epochs):
         t0 = time.time()
@@ -205,11 +208,13 @@ def train(model: nn.Module, own: WardrobeItems, ds, split, cfg: TrainConfig, dev
                                    seed=cfg.seed, drop_last=True, marks=~is_own)  # fmt: skip
         loader.set_epoch(epoch)
         train_loss, train_acc = train_one_epoch(
-            model, loader, optimizer, scheduler, cfg, device, epoch, extra_loss=extra_loss
+            model, loader, optimizer, scheduler, cfg, device, epoch, extra_loss=extra_loss, precision=precision
         )
-        val_loss, val_acc, _ = evaluate(model, val_loader, device, cfg.tta_flip, channels_last=False)
+        train_seconds = time.time() - t0
+        val_loss, val_acc, _ = evaluate(model, val_loader, device, cfg.tta_flip, False, precision)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-               "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - t0}  # fmt: skip
+               "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - t0,
+               "precision": precision, "images_per_s": steps * cfg.batch_size / train_seconds}  # fmt: skip
         log.epoch(row, improved=epoch == cfg.epochs - 1)
     return val_acc
 

@@ -12,12 +12,13 @@ from torch import nn
 # exported graph does not depend on which split a run used.
 FMNIST_MEAN = 0.2860
 FMNIST_STD = 0.3530
+ARCHITECTURES = ("mlp", "cnn", "resnet")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str = "cnn"
-    """"mlp" or "cnn"."""
+    """"mlp", "cnn" (VGG-style stages) or "resnet" (a stem at 28×28, then residual stages)."""
     hidden: tuple[int, ...] = (1024, 512)
     """MLP hidden layer widths."""
     channels: tuple[int, ...] = (32, 64, 128)
@@ -25,7 +26,8 @@ class ModelConfig:
     convs_per_stage: int = 2
     """Conv → BN → ReLU blocks per CNN stage."""
     stage_convs: tuple[int, ...] = ()
-    """Conv blocks of each CNN stage, one number per stage (overrides `convs_per_stage`). A conv at
+    """Conv blocks of each CNN stage, one number per stage (overrides `convs_per_stage`); for
+    "resnet", the residual blocks (two convs each) after each stage's first conv. A conv at
     28×28 costs 16× one at 7×7, so depth is cheapest late (measured: `benchmarks/arch_cost.py`)."""
     dropout: float = 0.2
     """Dropout probability after each MLP block and before the CNN head (0 = off)."""
@@ -35,8 +37,8 @@ class ModelConfig:
     """"he" (Kaiming normal, fan-in, zero bias) or "default" (PyTorch's own)."""
 
     def __post_init__(self) -> None:
-        if self.arch not in ("mlp", "cnn"):
-            raise ValueError(f"model.arch must be 'mlp' or 'cnn', got {self.arch!r}")
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"model.arch must be one of {ARCHITECTURES}, got {self.arch!r}")
         if self.init not in ("he", "default"):
             raise ValueError(f"model.init must be 'he' or 'default', got {self.init!r}")
         if not 0.0 <= self.dropout < 1.0:
@@ -47,9 +49,10 @@ class ModelConfig:
             raise ValueError(f"model.channels must be 1 to 3 positive widths, got {self.channels!r}")
         if self.convs_per_stage < 1:
             raise ValueError(f"model.convs_per_stage must be >= 1, got {self.convs_per_stage!r}")
-        if self.stage_convs and (len(self.stage_convs) != len(self.channels) or min(self.stage_convs) < 1):
+        least = 0 if self.arch == "resnet" else 1
+        if self.stage_convs and (len(self.stage_convs) != len(self.channels) or min(self.stage_convs) < least):
             raise ValueError(
-                f"model.stage_convs must give >= 1 conv for each of the {len(self.channels)} stages, "
+                f"model.stage_convs must give >= {least} blocks for each of the {len(self.channels)} stages, "
                 f"got {self.stage_convs!r}"
             )
 
@@ -120,6 +123,50 @@ class CNN(nn.Module):
         return self.head(self.features(x))
 
 
+class ResidualBlock(nn.Module):
+    """Two 3×3 conv → BN with an identity shortcut (He et al. 2016); the body is a Sequential so the
+    exporter folds its BatchNorms like any other."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            *conv_block(channels, channels, batchnorm=True),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+        # Each block starts as the identity ("zero-init residual", Goyal et al. 2017): deep nets
+        # then train like shallow ones at first, and tolerate a large learning rate.
+        nn.init.zeros_(self.body[-1].weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.body(x))
+
+
+class ResNet(nn.Module):
+    """One conv at 28×28 (one input channel makes it cheap), then stages at 14×14 and 7×7, where a
+    conv costs 1/4 and 1/16 as much: each is max-pooling, a widening conv and residual blocks."""
+
+    def __init__(self, cfg: ModelConfig, num_classes: int = 10):
+        super().__init__()
+        layers: list[nn.Module] = [Normalize(), *conv_block(1, cfg.channels[0], batchnorm=True)]
+        c_in = cfg.channels[0]
+        for i, (c_out, n_blocks) in enumerate(zip(cfg.channels, cfg.convs, strict=True)):
+            if i > 0:
+                layers += [nn.MaxPool2d(2), *conv_block(c_in, c_out, batchnorm=True)]
+                c_in = c_out
+            layers += [ResidualBlock(c_out) for _ in range(n_blocks)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(cfg.dropout) if cfg.dropout else nn.Identity(),
+            nn.Linear(c_in, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
 def init_weights(model: nn.Module, scheme: str) -> None:
     """He (Kaiming) normal init, fan-in mode, for every ReLU-fed layer; biases zero.
     The last linear layer feeds softmax, not ReLU, so it gets the linear gain."""
@@ -134,7 +181,7 @@ def init_weights(model: nn.Module, scheme: str) -> None:
 
 
 def build_model(cfg: ModelConfig, num_classes: int = 10) -> nn.Module:
-    model = MLP(cfg, num_classes) if cfg.arch == "mlp" else CNN(cfg, num_classes)
+    model = {"mlp": MLP, "cnn": CNN, "resnet": ResNet}[cfg.arch](cfg, num_classes)
     init_weights(model, cfg.init)
     return model
 

@@ -60,7 +60,8 @@ class RunLog:
         self.info(
             f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
             f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  lr {row['lr']:.2e}  "
-            f"{row['seconds']:.1f}s{'  *best' if improved else ''}"
+            f"{row['seconds']:.1f}s  {row['precision']} {row['images_per_s']:,.0f} img/s"
+            f"{'  *best' if improved else ''}"
         )
         if self.tb is not None:
             for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):

@@ -29,6 +29,7 @@ from training.data import ArrayDataset, TensorBatchLoader, standard_loader, stra
 from training.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
 from training.models import build_model, count_parameters
 from training.optim import build_optimizer, build_scheduler
+from training.precision import autocast, resolve_precision
 from training.run_log import RunLog
 
 
@@ -59,24 +60,27 @@ def set_train_mode(model: nn.Module, freeze_batchnorm: bool) -> None:
 
 def train_one_epoch(
     model, loader, optimizer, scheduler, cfg: TrainConfig, device, epoch: int, *,
-    ema=None, dist_info: DistInfo | None = None, extra_loss=None,
+    ema=None, dist_info: DistInfo | None = None, extra_loss=None, precision: str = "fp32",
 ):  # fmt: skip
     """One pass over `loader`, for training from scratch and fine-tuning alike; returns (mean loss,
     accuracy). A loader that also yields a per-image mark (fine-tuning: which images are replay)
-    hands it to `extra_loss(x, logits, mark)`, whose value is added to the cross-entropy."""
+    hands it to `extra_loss(x, logits, mark)`, whose value is added to the cross-entropy.
+    `precision` "bf16" runs the forward pass under bfloat16 autocast (training.precision)."""
     dist_info = dist_info or DistInfo()
     set_train_mode(model, cfg.finetune.freeze_batchnorm)
     loss_sum = correct = seen = 0.0
-    use_bf16 = device.type == "cuda"
     bar = progress.bar(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not dist_info.is_main)
     for x, y, *mark in bar:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if cfg.model.arch == "cnn":
+        if cfg.model.arch != "mlp":
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with autocast(device, precision):
             logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.optim.label_smoothing)
-            if extra_loss is not None:
+        # The loss in fp32, as autocast would do it; the logits' bf16 rounding is all it sees.
+        logits = logits.float()
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.optim.label_smoothing)
+        if extra_loss is not None:
+            with autocast(device, precision):
                 loss = loss + extra_loss(x, logits, mark[0] if mark else None)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -94,7 +98,9 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device, tta_flip: bool, channels_last: bool):
+def evaluate(
+    model: nn.Module, loader, device: torch.device, tta_flip: bool, channels_last: bool, precision: str = "fp32"
+):
     """Mean loss (no smoothing) and accuracy of `model` over a loader; returns (loss, acc, logits)."""
     model.eval()
     loss_sum, correct, seen, all_logits = 0.0, 0, 0, []
@@ -102,7 +108,7 @@ def evaluate(model: nn.Module, loader, device: torch.device, tta_flip: bool, cha
         x, y = x.to(device), y.to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with autocast(device, precision):
             logits = forward(model, x, tta_flip).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(1) == y).sum().item()
@@ -173,8 +179,9 @@ def _train(cfg, device, dist_info, run_dir, resume, data_dir) -> Path:
     started = time.time()
     ds, split, n_train, train_loader, val_loader, test_loader = load_data(cfg, device, dist_info, data_dir)
 
+    precision = resolve_precision(cfg.precision, device)
     model = build_model(cfg.model).to(device)
-    channels_last = cfg.model.arch == "cnn"
+    channels_last = cfg.model.arch != "mlp"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     n_params = count_parameters(model)
@@ -211,6 +218,7 @@ def _train(cfg, device, dist_info, run_dir, resume, data_dir) -> Path:
             extra={
                 "parameters": n_params,
                 "device": str(device),
+                "precision": precision,
                 "world_size": dist_info.world_size,
                 "dataset_sha256": ds.checksum,
                 "dataset_source": str(ds.source),
@@ -221,7 +229,7 @@ def _train(cfg, device, dist_info, run_dir, resume, data_dir) -> Path:
             },
         )
     log.info(
-        f"{cfg.model.arch.upper()} with {n_params:,} parameters on {device} "
+        f"{cfg.model.arch.upper()} with {n_params:,} parameters on {device} in {precision} "
         f"(world size {dist_info.world_size}); {n_train} train / {len(split.val_indices)} val images"
     )
     eval_model = ema.module if ema is not None else raw_model
@@ -231,9 +239,11 @@ def _train(cfg, device, dist_info, run_dir, resume, data_dir) -> Path:
         if isinstance(train_loader, TensorBatchLoader):  # reshuffle and re-seed augmentation per epoch
             train_loader.set_epoch(epoch)
         train_loss, train_acc = train_one_epoch(
-            model, train_loader, optimizer, scheduler, cfg, device, epoch, ema=ema, dist_info=dist_info
-        )
-        val_loss, val_acc, _ = evaluate(eval_model, val_loader, device, cfg.tta_flip, channels_last)
+            model, train_loader, optimizer, scheduler, cfg, device, epoch,
+            ema=ema, dist_info=dist_info, precision=precision,
+        )  # fmt: skip
+        train_seconds = time.time() - t0
+        val_loss, val_acc, _ = evaluate(eval_model, val_loader, device, cfg.tta_flip, channels_last, precision)
         improved = val_acc > best_acc
         if improved:
             best_acc, best_epoch, stale = val_acc, epoch + 1, 0
@@ -247,6 +257,8 @@ def _train(cfg, device, dist_info, run_dir, resume, data_dir) -> Path:
             "val_acc": val_acc,
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": time.time() - t0,
+            "precision": precision,
+            "images_per_s": len(train_loader) * cfg.batch_size / train_seconds,
         }
         log.epoch(row, improved)
         if dist_info.is_main:
@@ -287,7 +299,7 @@ def _train(cfg, device, dist_info, run_dir, resume, data_dir) -> Path:
     best = load_checkpoint(run_dir / "best.pt") if dist_info.is_main else None
     if best is not None:
         eval_model.load_state_dict(best["model"])
-        _, test_acc, _ = evaluate(eval_model, test_loader, device, cfg.tta_flip, channels_last)
+        _, test_acc, _ = evaluate(eval_model, test_loader, device, cfg.tta_flip, channels_last, precision)
         log.finish(
             {
                 "best_epoch": best_epoch,
