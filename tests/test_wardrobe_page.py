@@ -150,7 +150,8 @@ def test_the_page_works_by_keyboard_and_every_photo_has_a_text_alternative(serve
         expect(_shelf(page, "Trouser").locator(".card")).to_have_count(1, timeout=30_000)
         select = _card(page, "trouser.png").locator("select.move")
         select.focus()
-        page.keyboard.press("ArrowDown")  # the first shelf, T-shirt/top, picked without a mouse
+        page.keyboard.press("ArrowDown")  # the first shelf, T-shirt/top, chosen without a mouse…
+        page.keyboard.press("Enter")  # …and the garment moved there (tests/test_wardrobe_page_a11y.py walks further)
         expect(_shelf(page, "T-shirt/top").locator(".card", has_text="trouser.png")).to_have_count(1)
         assert page.evaluate("document.activeElement.classList.contains('move')")  # focus stayed with it
         alts = page.locator("img").evaluate_all("images => images.map(i => [i.className, i.getAttribute('alt')])")

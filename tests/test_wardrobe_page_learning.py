@@ -124,7 +124,7 @@ def test_a_card_shows_what_the_model_saw_beside_its_thumbnail(server, browser, i
     with watched_page(browser) as (page, watch):
         _open(page, server)
         card = page.locator(".card", has_text="trouser.png")
-        toggle = card.get_by_role("button", name="What the model saw: trouser.png")
+        toggle = card.get_by_role("button", name="28×28 input the model saw: trouser.png")
         expect(card.locator(".input")).to_be_hidden()
         toggle.click()
         expect(toggle).to_have_attribute("aria-pressed", "true")

@@ -24,7 +24,63 @@ export function moveSelect(item) {
   here.selected = true;
   select.append(here);
   select.dataset.undo = item.label_source === "person" ? item.predicted_label : "";
+  select.setAttribute("aria-describedby", "move-hint");
   return select;
+}
+
+// Keys that change a closed select's value in Chromium, one `change` each: browsing, not choosing.
+const BROWSING_KEYS = new Set(["ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "Home", "End", "PageUp", "PageDown"]);
+
+/** Hear the choices made in the move selects inside `root`: onChoice(select, value). A pick in the
+ * open list (mouse, touch, or the keyboard: Alt+↓ or Space, arrows, Enter) counts at once. Arrow
+ * keys on the closed select only browse (each would otherwise move the garment, and the select,
+ * put back to "Move to…", could never get past the first shelf): Enter then moves it, Escape or
+ * leaving the select keeps it where it is. */
+export function listenForChoices(root, onChoice, describe = () => "it") {
+  const target = (event) => event.target.closest?.("select.move");
+  const putBack = (select) => {
+    delete select.dataset.pending;
+    select.value = "";
+  };
+  const choose = (select) => {
+    delete select.dataset.pending;
+    onChoice(select, select.value);
+  };
+  root.addEventListener("keydown", (event) => {
+    const select = target(event);
+    if (!select) return;
+    if (event.key === "Enter" && select.dataset.pending && select.value) {
+      event.preventDefault();
+      choose(select);
+    } else if (event.key === "Escape" && select.dataset.pending) {
+      event.preventDefault();
+      putBack(select);
+      say(`${describe(select)} stays where it is.`);
+    } else {
+      const typed = event.key.length === 1 && event.key !== " " && !event.altKey && !event.ctrlKey && !event.metaKey;
+      select.dataset.browsing = BROWSING_KEYS.has(event.key) && !event.altKey || typed ? "true" : "";
+    }
+  });
+  root.addEventListener(
+    "pointerdown",
+    (event) => {
+      const select = target(event);
+      if (select) select.dataset.browsing = "";
+    },
+    true,
+  );
+  root.addEventListener("change", (event) => {
+    const select = target(event);
+    if (!select?.value) return;
+    if (!select.dataset.browsing) return choose(select);
+    select.dataset.pending = "true";
+    const shelf = select.selectedOptions[0].textContent;
+    say(`Press Enter to move ${describe(select)} to ${shelf}, Escape to keep it where it is.`);
+  });
+  root.addEventListener("focusout", (event) => {
+    const select = target(event);
+    if (select?.dataset.pending) putBack(select);
+  });
 }
 
 /** Before a select opens (mouse, touch) or is used from the keyboard, it gets its options. */
@@ -52,7 +108,8 @@ export function fillCard(card, item, where) {
     item.label_source === "person" ? `model: ${item.predicted_label} ${percent}%` : `${item.predicted_label} ${percent}%`;
   card.querySelector(".move-label").textContent = `${item.filename}, now ${where}: move to`;
   card.querySelector(".delete").setAttribute("aria-label", `Remove ${item.filename}`);
-  card.querySelector(".saw").setAttribute("aria-label", `What the model saw: ${item.filename}`);
+  // The accessible name starts with the visible text (WCAG 2.5.3: a person saying "click 28×28" is understood).
+  card.querySelector(".saw").setAttribute("aria-label", `28×28 input the model saw: ${item.filename}`);
   card.querySelector(".move").replaceWith(moveSelect(item));
 }
 
@@ -70,10 +127,7 @@ export function makeCard(item, where, { onMove, onRemove }) {
   card.addEventListener("dragend", () => card.classList.remove("dragging"));
   card.addEventListener("pointerdown", fillMoveOptions, true);
   card.addEventListener("focusin", fillMoveOptions);
-  card.addEventListener("change", (event) => {
-    const value = event.target.value;
-    if (value) onMove(value === "model" ? null : value);
-  });
+  listenForChoices(card, (select, value) => onMove(value === "model" ? null : value), () => item.filename);
   card.querySelector(".delete").addEventListener("click", onRemove);
   card.querySelector(".saw").addEventListener("click", () => toggleModelInput(card));
   return card;

@@ -3,7 +3,7 @@
 
 import { API, UNSURE, api, json } from "./api.js";
 import { $, count, say } from "./dom.js";
-import { fillMoveOptions, moveSelect } from "./cards.js";
+import { fillMoveOptions, listenForChoices, moveSelect } from "./cards.js";
 import { move } from "./shelves.js";
 import * as thumbnails from "./thumbnails.js";
 
@@ -16,9 +16,15 @@ export async function loadLearning() {
     return; // the rest of the page works without it
   }
   const n = learning.waiting;
+  // Which model serves and the Fashion-MNIST test accuracy it records; a warning when it is much
+  // worse than the shipped model's (service/model_standing.py).
+  const accuracy = learning.model_test_accuracy == null
+    ? "no recorded test accuracy"
+    : `Fashion-MNIST test accuracy ${(learning.model_test_accuracy * 100).toFixed(1)}%`;
   $("#learning-waiting").textContent =
     `${count(n, "correction")} waiting to teach the model (${learning.corrected} in all; ` +
-    `serving model ${learning.model_sha256.slice(0, 12)}).`;
+    `serving model ${learning.model_sha256.slice(0, 12)}, ${accuracy}).` +
+    (learning.warning ? ` Warning: ${learning.warning}.` : "");
   $("#learning-waiting").dataset.waiting = String(n);
   $("#learning-commands").textContent = learning.commands.join("\n");
   $("#audit").replaceChildren(...learning.audit.map(auditRow));
@@ -26,8 +32,11 @@ export async function loadLearning() {
   $("#learning").hidden = false;
 }
 
+const auditItems = new WeakMap(); // audit row -> its item
+
 function auditRow(item) {
   const row = document.createElement("li");
+  auditItems.set(row, item);
   row.dataset.id = item.id;
   const img = Object.assign(document.createElement("img"), { alt: item.filename, width: 96, height: 96 });
   img.className = "thumb";
@@ -38,7 +47,6 @@ function auditRow(item) {
   const fix = moveSelect({ ...item, shelf: UNSURE, label_source: "model" });
   fix.setAttribute("aria-label", `${item.filename}: the right shelf`);
   right.addEventListener("click", () => audited(row, item, item.predicted_label));
-  fix.addEventListener("change", () => fix.value && audited(row, item, fix.value));
   row.append(img, question, right, fix);
   thumbnails.observe(img);
   return row;
@@ -47,22 +55,33 @@ function auditRow(item) {
 // Confirming is labelling: the item becomes the person's. The row goes only once the server
 // has taken the label; after a failure it stays, to be answered again.
 async function audited(row, item, label) {
+  const focused = document.activeElement;
+  const hadFocus = row.contains(focused); // disabling the focused control would drop its focus
   const controls = row.querySelectorAll("button, select");
   controls.forEach((control) => (control.disabled = true));
   const moved = await move(item.id, label, item);
   controls.forEach((control) => (control.disabled = false));
   if (!moved) {
     row.querySelector("select").value = "";
+    if (hadFocus) focused.focus();
     return;
   }
+  // Focus goes on to the next question (it would be lost with the row).
+  const next = row.nextElementSibling || row.previousElementSibling;
   thumbnails.forget(row.querySelector("img"));
   row.remove();
   if (!$("#audit").children.length) $("#audit-box").hidden = true;
+  if (hadFocus) (next?.querySelector("button") || $("#learning-title")).focus();
 }
 
 // The audit's selects get their options on first use, as the cards' do. (There is no
 // `onfocusin` property in Chromium: a listener is the way to hear focusin.)
 $("#audit").addEventListener("focusin", fillMoveOptions);
+listenForChoices(
+  $("#audit"),
+  (select, value) => audited(select.closest("li"), auditItems.get(select.closest("li")), value),
+  (select) => auditItems.get(select.closest("li")).filename,
+);
 $("#audit").addEventListener("pointerdown", fillMoveOptions, true);
 
 // The export is fetched (with the token, when there is one) and saved under the server's name.

@@ -3,7 +3,7 @@
 // fails alone), a busy server (503) or a lost connection is tried again after its Retry-After.
 
 import { API, UNSURE, json, nextToken } from "./api.js";
-import { $ } from "./dom.js";
+import { $, count, say } from "./dom.js";
 import { place, recount, shelfTitle } from "./shelves.js";
 
 const BATCH_FILES = 16; // photos per upload request
@@ -152,7 +152,9 @@ async function upload(batch) {
         arrival.attempts += 1;
         setState(arrival, "waiting", "server busy, trying again");
       }
-      await new Promise((resolve) => setTimeout(resolve, 1000 * (error.retryAfter || 1)));
+      const wait = error.retryAfter || 1;
+      say(`The server is busy: ${count(batch.length, "photo")} will be sent again in ${count(wait, "second")}.`);
+      await new Promise((resolve) => setTimeout(resolve, 1000 * wait));
       queue.unshift(batch);
     } else {
       for (const arrival of batch) setState(arrival, "error", error.message);
