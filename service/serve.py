@@ -9,6 +9,7 @@ SIGTERM are how a person stops a server, so they end the command with status 0.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -89,6 +90,21 @@ def wait_ready(process: subprocess.Popen, url: str, timeout_s: float = 180) -> N
     raise RuntimeError(f"the server was not ready after {timeout_s:.0f} s ({url}/readyz)")
 
 
+def served_model(url: str) -> str:
+    """Which model the server at `url` serves and the test accuracy it records, from its /readyz
+    (service/model_standing.py), with its warning when that is much worse than the shipped model's."""
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+            ready = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return f"(which model serves is unknown: {url}/readyz: {exc})"
+    model, shipped = ready.get("model_test_accuracy"), ready.get("shipped_test_accuracy")
+    figure = lambda a: "not recorded" if a is None else f"{a:.4f}"  # noqa: E731
+    line = (f"Serving model {str(ready.get('model_sha256'))[:12]}: Fashion-MNIST test accuracy {figure(model)} "
+            f"(the shipped model's: {figure(shipped)}).")  # fmt: skip
+    return line + (f"\nWarning: {ready['warning']}." if ready.get("warning") else "")
+
+
 def stop(process: subprocess.Popen, grace_s: float = 20) -> int:
     """Stop the server (SIGTERM, then SIGKILL after `grace_s`); return its exit status.
 
@@ -164,7 +180,8 @@ def demo(port: int = 3000) -> int:
         try:
             wait_ready(process, url)
             sample = os.path.relpath(SAMPLE) if SAMPLE.is_relative_to(Path.cwd()) else str(SAMPLE)
-            print(f"\nwardrobe is serving on {url} (Ctrl-C to stop).\n")
+            print(f"\nwardrobe is serving on {url} (Ctrl-C to stop).")
+            print(f"{served_model(url)}\n")
             print(f"    Your wardrobe, in a browser:  {url}/")
             print(f"    The API explorer:             {url}/docs\n")
             print("Classify a sample image:\n")

@@ -32,6 +32,8 @@ from service.decode_budget import DecodeBudget
 from service.headers import SecurityHeaders
 from service.lingering import install_lingering_close
 from service.model_choice import SHIPPED_MODEL, choose_model
+from service.model_standing import shipped_model
+from service.model_standing import standing as model_standing
 from service.model_switch import ModelSwitch, Served
 from service.readyz import ModelOnReadyz
 from service.registry_follower import RegistryFollower
@@ -41,6 +43,11 @@ from service.uploads import Upload, UploadGate, UploadPath
 from service.wardrobe import UPLOADS, wardrobe_app
 
 log = logging.getLogger("bentoml.wardrobe")  # under "bentoml": its log handlers apply
+
+
+def _figure(accuracy: float | None) -> str:
+    return "not recorded" if accuracy is None else f"{accuracy:.4f}"
+
 
 _REQUESTED = Settings.from_env()
 GPU = _REQUESTED.device != "cpu" and cuda_available()
@@ -90,11 +97,18 @@ class Wardrobe:
             app.state.models = self.models
             app.state.registry = self.registry
             app.state.follower = self.follower
+        # What the served model records against the shipped one: the ready line, /readyz, the page.
+        self.shipped = WARDROBE_APP.state.shipped = shipped_model(DEVICE)
         self.ready = True
+        standing = model_standing(first, self.shipped)
         log.info(
-            "wardrobe ready: model %s on %s, max batch %d, max latency %g ms, at most %d requests in progress",
+            "wardrobe ready: model %s on %s, max batch %d, max latency %g ms, at most %d requests in progress; "
+            "Fashion-MNIST test accuracy %s (the shipped %s: %s)",
             first.info.sha256, ",".join(first.info.providers), s.max_batch_size, s.max_latency_ms, s.queue_bound,
+            _figure(standing["model_test_accuracy"]), self.shipped.path.name, _figure(self.shipped.test_accuracy),
         )  # fmt: skip
+        if standing["warning"]:
+            log.warning("wardrobe: serving a much worse model than the shipped one: %s", standing["warning"])
 
     def _first_model(self, start: Classifier) -> Classifier:
         """The registry's champion. The model this server was started with (WARDROBE_MODEL, or the shipped
@@ -139,6 +153,8 @@ class Wardrobe:
     def _switched(self, new: Served, old: Served) -> None:
         self.model_info.labels(sha256=old.sha256).set(0)
         self.model_info.labels(sha256=new.sha256).set(1)
+        if warning := model_standing(new.classifier, self.shipped)["warning"]:
+            log.warning("wardrobe: now serving a much worse model than the shipped one: %s", warning)
 
     @bentoml.on_startup
     async def follow_registry(self) -> None:

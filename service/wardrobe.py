@@ -35,6 +35,7 @@ from contract.store.database import describe
 from contract.store.export import png_bytes, write_export
 from service.learning import learning_commands, learning_summary
 from service.model_history import model_history
+from service.model_standing import standing
 from service.model_switch import Served
 from service.settings import Settings
 from service.uploads import SCOPE_KEY, Upload, UploadPath
@@ -237,8 +238,9 @@ class WardrobeEndpoints:
         info = _served(request).classifier.info
         summary, audit = await self._run(lambda s: learning_summary(s, info.metadata))
         commands = learning_commands(describe(self.url))
-        return JSONResponse(summary | {"model_sha256": info.sha256, "audit": [item_json(i) for i in audit],
-                                       "commands": commands})  # fmt: skip
+        figures = standing(_served(request).classifier, request.app.state.shipped)  # service/model_standing.py
+        return JSONResponse(summary | figures | {"model_sha256": info.sha256, "audit": [item_json(i) for i in audit],
+                                                 "commands": commands})  # fmt: skip
 
 
 def _served(request: Request) -> Served:

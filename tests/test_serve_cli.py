@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from contract.runtime import load_model
 from service.serve import stop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +60,12 @@ def test_demo_prints_the_page_and_a_curl_line_that_classifies_the_sample(tiny_mo
         curl = next(line.strip() for line in demo.stdout if seen.append(line) or line.strip().startswith("curl "))
         [page] = [line.split()[-1] for line in seen if "in a browser" in line]
         assert page == f"http://127.0.0.1:{port}/"
+        # Which model serves, with its recorded figure, and a warning: the tiny model is far below the shipped one.
+        tiny = load_model(tiny_model_path, device="cpu").info
+        [serving] = [line for line in seen if line.startswith("Serving model ")]
+        assert serving.startswith(f"Serving model {tiny.sha256[:12]}: Fashion-MNIST test accuracy "
+                                  f"{float(tiny.metadata['test_accuracy']):.4f} (the shipped model's: 0.")  # fmt: skip
+        assert any(line.startswith(f"Warning: model {tiny.sha256[:12]} records") for line in seen), seen
         with urllib.request.urlopen(page, timeout=30) as response:
             assert response.status == 200 and b"<title>Wardrobe</title>" in response.read()
         answer = subprocess.run(shlex.split(curl) + ["-sS", "--fail"], cwd=ROOT,
