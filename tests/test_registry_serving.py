@@ -69,8 +69,19 @@ def test_admin_has_its_own_credential_and_never_takes_a_server_path(replicas):
     assert broken.status_code == 422 and "breaks the model contract" in broken.json()["error"]
     assert admin.post("/admin/models/0123456789abcdef/promote").status_code == 404
     assert admin.get("/admin/models/rollback").status_code == 405
+    for body, message in [
+        ("not json", "the body must be a JSON object"), ('{"force": true}', "'force' needs a 'reason'"),
+        ('{"force": "maybe", "reason": "x"}', "'force' must be true or false, got 'maybe'"),
+        ('{"reason": "x"}', "'reason' goes with 'force'"), ('{"forse": true}', "unknown field 'forse'"),
+    ]:  # fmt: skip
+        wrong = admin.post("/admin/models/0123456789abcdef/promote", content=body)
+        assert wrong.status_code == 400 and message in wrong.json()["error"], (body, wrong.text)
+    assert "needs a 'reason'" in admin.post("/admin/models/0123456789abcdef/promote?force=true").json()["error"]
     ready = client(url).get("/readyz").json()
-    assert set(ready) == {"ready", "model_sha256"} and len(ready["model_sha256"]) == 64
+    assert set(ready) == {"ready", "model_sha256", "model_test_accuracy", "shipped_test_accuracy", "warning"}
+    assert len(ready["model_sha256"]) == 64 and ready["warning"] is None  # the shipped CNN
+    recorded = float(load_model(MODEL, device="cpu").info.metadata["test_accuracy"])
+    assert ready["model_test_accuracy"] == recorded and ready["shipped_test_accuracy"] > 0.85
 
 
 def test_canary_refuses_a_worse_model_on_the_wardrobes_held_out_items(replicas, fmnist, tiny_model_path):
@@ -91,12 +102,25 @@ def test_canary_refuses_a_worse_model_on_the_wardrobes_held_out_items(replicas, 
     refused = admin.post(f"/admin/models/{sha}/promote")
     assert refused.status_code == 409, refused.text
     body = refused.json()
-    assert "refused by the canary" in body["error"] and "95% Wilson interval" in body["error"]
+    assert "refused: the canary: candidate" in body["error"] and "95% Wilson interval" in body["error"]
+    assert f"more than 1 point below the champion {champion[:12]}'s" in body["error"]  # its recorded figure, too
     assert body["canary"]["items"] == 30 and body["canary"]["candidate_accuracy"] < body["canary"]["champion_accuracy"]
     history = client(other).get("/wardrobe/models").json()  # the user's view, from the other replica
     assert history["champion"] == champion
     assert {m["sha256"]: m["state"] for m in history["models"]}[sha] == "refused"
     assert client(other).get("/readyz").json()["model_sha256"] == champion
+
+    # Forced, with a reason: it serves, recorded with who and why, and /readyz warns; then rolled back.
+    forced = admin.post(f"/admin/models/{sha}/promote", json={"force": True, "reason": "a test of the override"})
+    assert forced.status_code == 200, forced.text
+    record = forced.json()["model"]
+    assert record["decided_by"].startswith("admin over HTTP") and "a test of the override" in record["note"]
+    assert forced.json()["canary"]["forced"]["reason"] == "a test of the override"
+    ready = http.get("/readyz").json()
+    assert ready["model_sha256"] == sha and "points below the shipped" in ready["warning"]
+    assert http.get("/wardrobe/learning").json()["warning"] == ready["warning"]
+    back = admin.post("/admin/models/rollback")
+    assert back.status_code == 200 and back.json()["model"]["sha256"] == champion, back.text
 
 
 def test_promotion_and_rollback_reach_every_worker_of_both_replicas_under_load(replicas, tmp_path):
@@ -108,7 +132,9 @@ def test_promotion_and_rollback_reach_every_worker_of_both_replicas_under_load(r
 
     with Load([url, other]) as load:
         load.wait_for(20)  # the clients are under way before the promotion
-        promoted = admin.post(f"/admin/models/{sha}/promote")
+        # What is under test is how the change reaches every worker (the guard is tested above): forced, so
+        # that it does not hang on the wardrobe items another test labelled.
+        promoted = admin.post(f"/admin/models/{sha}/promote", json={"force": True, "reason": "the same network"})
         assert promoted.status_code == 200, promoted.text
         assert promoted.json()["confirmed"]["this_replica"] == 2  # the answer waited for its own workers
         settled = _all_workers_serve(db, sha)
