@@ -7,6 +7,7 @@ chromium (benchmarks/browser.py). One server for the module; each test adds its 
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import httpx
@@ -67,6 +68,9 @@ def test_the_audit_confirms_and_fixes_and_keeps_a_row_whose_move_failed(server, 
         page.goto(server)
         expect(page.locator("#audit li")).to_have_count(3, timeout=30_000)
         expect(page.locator("#learning-waiting")).to_contain_text("0 corrections waiting to teach the model")
+        # Which model serves, and the Fashion-MNIST test accuracy it records (the shipped CNN: no warning).
+        serving = re.compile(r"serving model [0-9a-f]{12}, Fashion-MNIST test accuracy \d+\.\d%\)\.$")
+        expect(page.locator("#learning-waiting")).to_contain_text(serving)
         assert held and page.locator(".card").count() == 0
 
         # Confirming an item whose card has not loaded yet (this threw a TypeError).
@@ -166,7 +170,10 @@ def test_the_panel_shows_the_models_the_wardrobe_has_had_and_their_held_out_figu
     assert published.status_code in (200, 201), published.text
     sha = published.json()["model"]["sha256"]
     try:
-        promoted = admin.post(f"/admin/models/{sha}/promote")
+        # Three held-out items are too few for the canary to judge: refused, then forced with a reason.
+        refused = admin.post(f"/admin/models/{sha}/promote")
+        assert refused.status_code == 409 and "fewer than the 10 it needs to judge" in refused.json()["error"]
+        promoted = admin.post(f"/admin/models/{sha}/promote", json={"force": True, "reason": "the INT8 twin"})
         assert promoted.status_code == 200, promoted.text
         history = httpx.get(f"{server}/wardrobe/models", timeout=30).json()
         new, old = history["models"][:2]
