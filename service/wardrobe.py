@@ -34,6 +34,7 @@ from contract.store import UNSURE, Item, ItemNotFound, NewItem, Store, database_
 from contract.store.database import describe
 from contract.store.export import png_bytes, write_export
 from service.learning import learning_commands, learning_summary
+from service.model_download import model_download
 from service.model_history import model_history
 from service.model_standing import standing
 from service.model_switch import Served
@@ -290,6 +291,8 @@ def wardrobe_app(settings: Settings) -> Starlette:
         Route("/wardrobe/learning", endpoints.learning, methods=every),
         # The registry's history for the page's "Teach the model" panel (service/model_history.py).
         Route("/wardrobe/models", model_history, methods=every),
+        # A registry model's ONNX file, for the Teach panel's download (service/model_download.py).
+        Route("/wardrobe/models/{ref}.onnx", model_download, methods=every),
         Route("/wardrobe/{rest:path}", _not_found, methods=every),
     ]
     return Starlette(routes=routes)

@@ -235,6 +235,7 @@ def test_a_person_with_only_a_keyboard_adds_moves_removes_and_answers(server, br
 
         # The open list: Alt+↓, arrows, Enter picks at once (as a mouse or a tap does).
         page.keyboard.press("Alt+ArrowDown")
+        page.wait_for_timeout(300)  # the list is open before the arrows (else they browse the closed select)
         for _ in range(2):
             page.keyboard.press("ArrowDown")
         page.keyboard.press("Enter")

@@ -189,7 +189,7 @@ def test_the_panel_shows_the_models_the_wardrobe_has_had_and_their_held_out_figu
                 "serving", "uploaded", new["promoted_at"][:16].replace("T", " ") + " UTC",
                 f"{_percent(canary['candidate_accuracy'])} (the champion then: "
                 f"{_percent(canary['champion_accuracy'])}) on 3 items",
-                _percent(new["test_accuracy"]),
+                _percent(new["test_accuracy"]), "Download",
             ])  # fmt: skip
             expect(rows.nth(0)).to_have_class("serving")
             expect(rows.nth(1).locator("td").nth(0)).to_have_text("served before")

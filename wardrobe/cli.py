@@ -87,6 +87,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from service.registry_cli import run
 
+    if args.action == "export":
+        from service.model_export import run_export
+
+        if not args.target or args.out is None:
+            raise ValueError("models export needs a SHA256 (or 'champion') and --out FILE")
+        return run_export(args.target, args.out)
+    if args.out is not None:
+        raise ValueError(f"models {args.action}: --out goes with export only")
     if args.action in ("publish", "promote") and not args.target:
         raise ValueError(f"models {args.action} needs {'a model FILE' if args.action == 'publish' else 'a SHA256'}")
     if (args.force or args.reason is not None) and args.action != "promote":
@@ -99,9 +107,16 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from report.cli import run_report
+    import tempfile
 
-    return run_report(args)
+    from report.cli import run_report
+    from service.model_export import compare_model
+
+    if args.compare is None:
+        return run_report(args)
+    with tempfile.TemporaryDirectory(prefix="wardrobe-compare-") as folder:
+        args.compare = compare_model(args.compare, Path(folder))  # a file, or the registry's model it names
+        return run_report(args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -163,7 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write the evaluation report of a model")
     p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--compare", type=Path, help="a second model to compare against")
+    p.add_argument(
+        "--compare",
+        metavar="FILE|champion|SHA256",
+        help="a second model to compare against: a file, or one of the registry's in WARDROBE_DB",
+    )
     p.add_argument("--run", type=Path, help="the training run directory (learning curves)")
     p.add_argument(
         "--wardrobe",
@@ -187,9 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("models", help="the model registry in WARDROBE_DB: publish, list, promote, rollback")
-    p.add_argument("action", choices=["publish", "list", "promote", "rollback"])
-    p.add_argument("target", nargs="?", metavar="FILE|SHA256", help="publish: the .onnx file; promote: its SHA-256")
+    p = sub.add_parser("models", help="the model registry in WARDROBE_DB: publish, list, promote, rollback, export")
+    p.add_argument("action", choices=["publish", "list", "promote", "rollback", "export"])
+    p.add_argument(
+        "target",
+        nargs="?",
+        metavar="FILE|SHA256",
+        help="publish: the .onnx file; promote: its SHA-256; export: its SHA-256 or 'champion'",
+    )
+    p.add_argument("--out", type=Path, help="export: the file to write (atomically)")
     p.add_argument("--json", action="store_true", help="list: print the registry as JSON")
     p.add_argument(
         "--force",

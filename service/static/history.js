@@ -2,8 +2,8 @@
 // model this wardrobe has served or been offered, when it was promoted, and how it did on the
 // wardrobe's held-out items when the canary compared it with the champion of the day.
 
-import { API, json } from "./api.js";
-import { $, count } from "./dom.js";
+import { API, api, json } from "./api.js";
+import { $, count, say } from "./dom.js";
 
 const STATES = {
   champion: "serving",
@@ -44,6 +44,13 @@ function row(model, serving) {
     percent(model.test_accuracy),
   ];
   tr.append(first, ...cells.map((text) => Object.assign(document.createElement("td"), { textContent: text })));
+  const download = Object.assign(document.createElement("button"), { type: "button", className: "quiet" });
+  download.textContent = "Download";
+  download.setAttribute("aria-label", `Download model ${model.sha256.slice(0, 12)}`);
+  download.addEventListener("click", () => save(model.sha256));
+  const file = document.createElement("td");
+  file.append(download);
+  tr.append(file);
   if (model.sha256 === serving) tr.classList.add("serving");
   if (model.canary?.note) tr.title = model.canary.note;
   return tr;
@@ -59,4 +66,22 @@ export async function loadHistory() {
   }
   $("#history tbody").replaceChildren(...history.models.map((model) => row(model, history.serving)));
   $("#history-box").hidden = history.models.length === 0;
+}
+
+// A model's ONNX file (GET /wardrobe/models/{sha256}.onnx, the bytes `wardrobe models export`
+// writes), fetched with the token when there is one and saved under the server's name.
+async function save(sha) {
+  try {
+    const response = await api(`${API}/models/${sha}.onnx`);
+    const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "")?.[1];
+    const link = Object.assign(document.createElement("a"), {
+      href: URL.createObjectURL(await response.blob()),
+      download: name || `wardrobe-model-${sha.slice(0, 12)}.onnx`,
+    });
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+    say(`Downloaded model ${sha.slice(0, 12)}.`);
+  } catch (error) {
+    say(`Could not download model ${sha.slice(0, 12)}: ${error.message}`);
+  }
 }
