@@ -1,6 +1,6 @@
 """The alternative measured against service/service.py: BentoML's own adaptive batching.
 
-The documented 1.4 pattern: a front service (same upload gate, same answers)
+The documented 1.4 pattern: a front service (same upload reader, same answers)
 that calls a second service whose `@bentoml.api(batchable=True)` method runs
 the model, reached through `bentoml.depends`. Used only to choose the design:
 
@@ -17,9 +17,8 @@ import numpy as np
 from starlette.responses import JSONResponse
 
 from contract.runtime import load_model
-from service.decode_budget import DecodeBudget
 from service.settings import Settings
-from service.uploads import SCOPE_KEY, UploadGate, UploadPath
+from service.uploads import UploadError, UploadLimits, read_upload
 
 SETTINGS = Settings.from_env().resolved(gpu=False, cpu_count=os.cpu_count() or 1)
 
@@ -44,21 +43,14 @@ class Front:
 
     def __init__(self) -> None:
         self.classifier = load_model(SETTINGS.model, device="cpu", threads=1)
+        self.limits = UploadLimits.from_settings(SETTINGS)
 
     @bentoml.api(route="/classify")
     async def classify(self, ctx: bentoml.Context) -> list[dict[str, Any]]:
-        upload = ctx.request.scope[SCOPE_KEY]
+        try:
+            upload = await read_upload(ctx.request, self.limits)
+        except UploadError as exc:
+            ctx.response.status_code = exc.status
+            return exc.response()
         probabilities = await self.model.to_async.probabilities(upload.images)
         return JSONResponse(self.classifier.answers(probabilities, 3))
-
-
-Front.add_asgi_middleware(
-    UploadGate,
-    paths={"/classify": UploadPath()},
-    decodes=DecodeBudget.from_settings(SETTINGS),
-    max_files=SETTINGS.max_files,
-    max_file_bytes=SETTINGS.max_file_bytes,
-    max_request_bytes=SETTINGS.max_request_bytes,
-    max_pixels=SETTINGS.max_pixels,
-    max_in_flight=SETTINGS.queue_bound,
-)

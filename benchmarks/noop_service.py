@@ -15,27 +15,10 @@ from typing import Any
 
 import bentoml
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from service.uploads import forward_with_empty_json
 
 WORKERS = int(os.environ.get("WARDROBE_WORKERS") or os.cpu_count() or 1)
 ANSWER = [{"label": "Sneaker", "class_id": 7, "confidence": 1.0,
            "top_k": [{"label": "Sneaker", "class_id": 7, "probability": 1.0}]}]  # fmt: skip
-
-
-class DropBody:
-    """Read and drop the upload, hand BentoML an empty JSON body (as the upload gate does)."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/classify":
-            return await self.app(scope, receive, send)
-        while (await receive()).get("more_body", False):
-            pass
-        await forward_with_empty_json(self.app, dict(scope), receive, send)
 
 
 @bentoml.service(
@@ -46,7 +29,6 @@ class DropBody:
 class Noop:
     @bentoml.api(route="/classify")
     async def classify(self, ctx: bentoml.Context) -> list[dict[str, Any]]:
+        async for _ in ctx.request.stream():  # read and dropped, as service/service.py reads it
+            pass
         return JSONResponse(ANSWER)
-
-
-Noop.add_asgi_middleware(DropBody)

@@ -78,16 +78,6 @@ report's "Your wardrobe" section and the service's canary measure the model on."
 FINETUNED_FROM_SHA256 = "finetuned_from_sha256"
 """Fine-tuned models only: SHA-256 of the start weights file (e.g. models/cnn.pt)."""
 
-KEYS = (
-    CLASSES, ARCHITECTURE, PARAMETERS, DATASET_SHA256, SPLIT_SEED, VAL_SIZE, CONFIG, SOURCE_COMMIT,
-    TRAINED_EPOCHS, EXPORTED_AT, INPUT_MEAN, INPUT_STD, OPSET, TEST_ACCURACY, VAL_ACCURACY,
-    PARITY_REFERENCE, PARITY_MAX_ABS_LOGIT_DIFF, PARITY_CHANGED_PREDICTIONS, QUANTIZATION,
-    TEMPERATURE, VAL_ECE, TEST_ECE, UNSURE_THRESHOLD, UNSURE_TARGET_ACCURACY,
-)  # fmt: skip
-"""Every key our exporter and quantizer write, in the order docs/contract.md lists them."""
-FINETUNE_KEYS = (WARDROBE_SHA256, WARDROBE_ITEMS, WARDROBE_HELD_OUT, FINETUNED_FROM_SHA256)
-"""The keys a model fine-tuned on a wardrobe carries besides KEYS."""
-
 PARITY_REFERENCE_PYTORCH = "pytorch"
 PARITY_REFERENCE_FP32 = "fp32-onnx"
 

@@ -1,6 +1,12 @@
-"""Admission: how many requests a worker takes in at once, and how slowly a body may arrive.
+"""Admission: how many requests a worker takes in at once, how slowly a body may arrive, and every 503.
 
-Two ASGI middlewares that sit in front of the upload gate, because uvicorn as
+Every overload answer of the service is a `Busy`: 503, `Retry-After`, and
+`{"error": "server busy: <what is full>; retry in 1 s"}`. Three things raise it:
+`ConnectionCap` (requests in progress, before a byte of the body is read),
+`InFlight` (checked uploads waiting for or in a model call, across /classify and
+/wardrobe/items), and the decode budget (service/decode_budget.py, `DecodeBusy`).
+
+Two ASGI middlewares sit in front of every route, because uvicorn as
 BentoML 1.4 runs it has neither limit: BentoML's worker hands uvicorn only
 `backlog`, `timeout_keep_alive` (5 s, idle connections between requests) and
 `timeout_graceful_shutdown`, and its `traffic.max_concurrency` answers 429
@@ -24,10 +30,53 @@ ingress in front must time it out (README, "Running at scale").
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import anyio
 import anyio.lowlevel
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+RETRY_AFTER_S = 1
+
+
+class Busy(Exception):
+    """The worker is full: answered 503 with Retry-After. `what` says what is full."""
+
+    def __init__(self, what: str, retry_after_s: int = RETRY_AFTER_S):
+        super().__init__(what)
+        self.what = what
+        self.retry_after_s = retry_after_s
+
+    def response(self, close: bool = False) -> JSONResponse:
+        """The one overload answer; `close` when the request's body was not read."""
+        headers = {"Retry-After": str(self.retry_after_s), **({"Connection": "close"} if close else {})}
+        return JSONResponse({"error": f"server busy: {self.what}; retry in {self.retry_after_s} s"},
+                            status_code=503, headers=headers)  # fmt: skip
+
+
+class InFlight:
+    """At most `limit` checked uploads per worker waiting for or in a model call (WARDROBE_QUEUE_BOUND).
+
+    Only checked requests count, so uploads still arriving (slow clients included; BodyDeadline
+    times them out) cannot crowd out the model's queue."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.count = 0
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold one place for the block; Busy when all are taken."""
+        if self.count >= self.limit:
+            raise Busy(f"{self.count} requests waiting for the model on this worker")
+        self.count += 1
+        try:
+            yield
+        finally:
+            self.count -= 1
+
 
 EXEMPT_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 """Probes and metrics are never refused: an overloaded worker is still alive and observable."""
@@ -36,7 +85,7 @@ EXEMPT_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 class ConnectionCap:
     """Answer 503 + Retry-After, before reading the body, once `limit` requests are in progress."""
 
-    def __init__(self, app: ASGIApp, *, limit: int, retry_after_s: int = 1):
+    def __init__(self, app: ASGIApp, *, limit: int, retry_after_s: int = RETRY_AFTER_S):
         self.app = app
         self.limit = limit
         self.retry_after_s = retry_after_s
@@ -46,13 +95,9 @@ class ConnectionCap:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
             return await self.app(scope, receive, send)
         if self.in_progress >= self.limit:
-            response = JSONResponse(
-                {"error": f"server busy ({self.in_progress} requests in progress on this worker); retry shortly"},
-                status_code=503,
-                # Close: the unread body must not be parsed as the next request on this connection.
-                headers={"Retry-After": str(self.retry_after_s), "Connection": "close"},
-            )
-            return await response(scope, receive, send)
+            busy = Busy(f"{self.in_progress} requests in progress on this worker", self.retry_after_s)
+            # Close: the unread body must not be parsed as the next request on this connection.
+            return await busy.response(close=True)(scope, receive, send)
         self.in_progress += 1
         try:
             await self.app(scope, receive, send)

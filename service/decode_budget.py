@@ -3,7 +3,7 @@
 A file's size says little about its decode: a 12 KiB one-bit PNG can claim
 6,300 × 6,300 pixels and take half a second of CPU and 40 MB to decode. Its
 header, read before any pixel, says it (contract/preprocess.header_pixels). So
-the upload gate (service/uploads.py) decodes a request on the event loop only
+the upload reader (service/uploads.py) decodes a request on the event loop only
 when its pixels are few (INLINE_DECODE_PIXELS, a millisecond or two); larger
 ones run here, as imgproxy runs its decodes: at most `threads` at once
 (IMGPROXY_CONCURRENCY), and together at most `pixels` decoded pixels in memory,
@@ -29,6 +29,8 @@ from typing import TypeVar
 
 import anyio
 
+from service.admission import Busy
+
 T = TypeVar("T")
 
 INLINE_DECODE_PIXELS = 512 * 512
@@ -49,8 +51,8 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + DECODE_NICENESS)
 
 
-class DecodeBusy(Exception):
-    """The decode queue is full, or a request waited in it too long: answer 503 with Retry-After."""
+class DecodeBusy(Busy):
+    """The decode queue is full, or a request waited in it too long: 503 with Retry-After, as every overload."""
 
 
 class DecodeBudget:
@@ -91,7 +93,7 @@ class DecodeBudget:
         if not self.waiting and self.in_use + pixels <= self.pixels:
             self.in_use += pixels
         elif len(self.waiting) >= self.queue:
-            raise DecodeBusy(f"{len(self.waiting)} large images are already waiting to be decoded")
+            raise DecodeBusy(f"{len(self.waiting)} large uploads already waiting to be decoded")
         else:
             entry = [pixels, anyio.Event()]
             self.waiting.append(entry)
@@ -103,7 +105,7 @@ class DecodeBudget:
                 raise
             if not entry[1].is_set():
                 self._leave(entry)
-                raise DecodeBusy(f"large images waited {self.wait_s:g} s to be decoded")
+                raise DecodeBusy(f"large uploads waited {self.wait_s:g} s to be decoded")
         try:
             yield
         finally:

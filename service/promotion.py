@@ -15,7 +15,6 @@ stores the decision; every serving worker then follows the new champion
 from __future__ import annotations
 
 import getpass
-import hashlib
 import socket
 from collections.abc import Callable
 
@@ -44,10 +43,6 @@ class PromotionRefused(Exception):
 def command_line_user() -> str:
     """Who a `wardrobe models` command acts for, as the registry records it."""
     return f"{getpass.getuser()}@{socket.gethostname()} (wardrobe models)"
-
-
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def check_model(data: bytes, name: str = "the uploaded model") -> Classifier:

@@ -1,16 +1,16 @@
-"""What POST /classify takes and answers, as typed models for BentoML's schema, clients and OpenAPI.
+"""What POST /classify takes and answers, as BentoML declares it: `/schema.json`, OpenAPI, its clients.
 
-The upload gate (service/uploads.py) reads and checks the multipart body
-before BentoML sees it, so BentoML would otherwise describe /classify as taking
-nothing. `ClassifyInput` declares the real input, a multipart field `images`
-holding one or more files, which is what `/schema.json`, the OpenAPI document
-(`/docs.json`), the API explorer and `bentoml.SyncHTTPClient` /
-`bentoml.AsyncHTTPClient` (`client.classify(images=[Path(...)])`) go by; at
-request time it takes the gate's checked images instead of parsing the body a
-second time. `Prediction` is the answer's shape (docs/contract.md); the
-answers themselves are built by `contract.runtime.top_k_predictions` (and
-`model_sha256` by the service), and a field added there must be added here too: BentoML's clients keep only the
-fields the schema names.
+The endpoint reads its own body (service/uploads.read_upload: BentoML would
+parse multipart without limits and fetch URLs), so BentoML must not: the input
+spec `ClassifyRequest` describes the body, a multipart field `images` of one or
+more image files, exactly as BentoML describes a `list[Path]` argument (so
+`bentoml.SyncHTTPClient(...).classify(images=[Path(...)])` sends it), and hands
+the endpoint nothing. The output spec `Predictions` describes the answer,
+`list[Prediction]`, and encodes the endpoint's answers (the dicts
+`contract.runtime.top_k_predictions` builds, with `model_sha256`) with orjson:
+the same JSON as validating them into models, at a fraction of the cost.
+tests/test_service_http.py holds every real answer to `Prediction` with extra
+fields forbidden, so a field the contract adds fails there until it is added here.
 """
 
 from __future__ import annotations
@@ -19,11 +19,31 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
+import orjson
+from _bentoml_sdk.io_models import IORootModel
 from bentoml.validators import ContentType
 from pydantic import BaseModel, Field
+from starlette.responses import Response
 
 from contract.preprocess import ACCEPTED_NAMES
-from service.uploads import FIELD, SCOPE_KEY, Upload
+
+
+class ClassifyRequest(bentoml.IODescriptor):
+    """POST /classify: one or more image files in multipart field `images`."""
+
+    images: list[Annotated[Path, ContentType("image/*")]] = Field(
+        min_length=1, description=f"image files ({ACCEPTED_NAMES}); the answers come in the same order"
+    )
+
+    @classmethod
+    async def from_http_request(cls, request: Any, serde: Any) -> bentoml.IODescriptor:
+        # The body is the endpoint's to read (read_upload, under our limits): BentoML passes the
+        # endpoint the fields of what this returns, and _BodyUnread has none.
+        return _BodyUnread()
+
+
+class _BodyUnread(bentoml.IODescriptor):
+    """No arguments: the endpoint reads the request body itself."""
 
 
 class Candidate(BaseModel):
@@ -45,18 +65,9 @@ class Prediction(BaseModel):
     model_sha256: str = Field(description="SHA-256 of the model file that answered (the registry's key)")
 
 
-class ClassifyInput(bentoml.IODescriptor):
-    """POST /classify: one or more image files in multipart field `images`."""
-
-    images: list[Annotated[Path, ContentType("image/*")]] = Field(
-        min_length=1,
-        description=f"image files ({ACCEPTED_NAMES}); the answers come in the same order",
-    )
+class Predictions(IORootModel[list[Prediction]]):
+    """The answer of POST /classify: one Prediction per image, in upload order."""
 
     @classmethod
-    async def from_http_request(cls, request: Any, serde: Any) -> ClassifyInput:
-        # The gate has consumed the body already; its checked batch is the endpoint's input.
-        upload: Upload | None = request.scope.get(SCOPE_KEY)
-        if upload is None:  # a wiring mistake (the gate not mounted on this route), not the client's
-            raise RuntimeError(f"{request.url.path}: no upload from the upload gate (field '{FIELD}')")
-        return cls.model_construct(images=upload)
+    async def to_http_response(cls, obj: Any, serde: Any) -> Response:
+        return Response(orjson.dumps(obj), media_type="application/json")

@@ -2,9 +2,13 @@
 
 Start it with `wardrobe serve` (or `bentoml serve service.service:Wardrobe`).
 Configuration comes from WARDROBE_* variables (service/settings.py), read once
-at import so the decorator below can size workers and request the GPU. What
-/classify takes and answers is declared in service/schema.py, so BentoML's
-clients, `/schema.json` and the OpenAPI document describe it.
+at import so the decorator below can size workers and request the GPU.
+
+One POST /classify in three files: `classify` below takes the request, reads
+it with service/uploads.read_upload (limits, decoding, a 4xx naming the file),
+and awaits the model through service/batching.py; what it takes and answers is
+declared in service/schema.py, so BentoML's clients, `/schema.json` and the
+OpenAPI document describe it. Every 503 is service/admission.py's `Busy`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import bentoml
 import numpy as np
-import orjson
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from contract.devices import cuda_available
@@ -26,10 +30,10 @@ from contract.runtime import Classifier, ModelError, load_model, load_model_byte
 from contract.store.registry import Registry
 from service.access import RequestGuard, WardrobeAccess, explain_at_start, listening_host
 from service.admin import admin_app
-from service.admission import BodyDeadline, ConnectionCap
+from service.admission import BodyDeadline, Busy, ConnectionCap, InFlight
 from service.batching import Batcher
-from service.decode_budget import DecodeBudget
 from service.headers import SecurityHeaders
+from service.json_errors import JsonErrors
 from service.lingering import install_lingering_close
 from service.model_choice import SHIPPED_MODEL, choose_model
 from service.model_standing import shipped_model
@@ -37,10 +41,10 @@ from service.model_standing import standing as model_standing
 from service.model_switch import ModelSwitch, Served
 from service.readyz import ModelOnReadyz
 from service.registry_follower import RegistryFollower
-from service.schema import ClassifyInput, Prediction
+from service.schema import ClassifyRequest, Predictions
 from service.settings import Settings
-from service.uploads import Upload, UploadGate, UploadPath
-from service.wardrobe import UPLOADS, wardrobe_app
+from service.uploads import UploadError, UploadLimits, read_upload
+from service.wardrobe import wardrobe_app
 
 log = logging.getLogger("bentoml.wardrobe")  # under "bentoml": its log handlers apply
 
@@ -93,6 +97,12 @@ class Wardrobe:
         # The served model: one handle, replaced when the registry's champion changes (service/model_switch.py).
         self.models = ModelSwitch(first, make_batcher=self._batcher, on_switch=self._switched)
         self.follower = RegistryFollower(self.registry, self.models, load=self._load_bytes)
+        # One of each per worker, for /classify and the wardrobe's uploads alike: WARDROBE_QUEUE_BOUND
+        # bounds the checked uploads on both together, one decode budget what their large decodes cost.
+        self.upload_limits = UploadLimits.from_settings(s)
+        self.in_flight = InFlight(s.queue_bound)
+        WARDROBE_APP.state.upload_limits = self.upload_limits
+        WARDROBE_APP.state.in_flight = self.in_flight
         for app in (ADMIN_APP, WARDROBE_APP):  # the mounted apps reach them through app.state
             app.state.models = self.models
             app.state.registry = self.registry
@@ -163,18 +173,25 @@ class Wardrobe:
     def __is_ready__(self) -> bool:
         return getattr(self, "ready", False)
 
-    @bentoml.api(route="/classify", input_spec=ClassifyInput)
-    async def classify(self, images: Upload) -> list[Prediction]:
+    @bentoml.api(route="/classify", input_spec=ClassifyRequest, output_spec=Predictions)
+    async def classify(self, ctx: bentoml.Context) -> list[dict] | Response:
         """Classify the images uploaded in multipart field `images`; one answer per image, in upload order."""
-        # `images` arrives read, limited and decoded by the upload gate (service/uploads.py).
-        served = self.models.current  # this request finishes on this model, even if a switch comes
-        probabilities = await served.submit(images.images)
+        try:
+            upload = await read_upload(ctx.request, self.upload_limits)  # 4xx naming the file, or Busy
+            with self.in_flight.admit():  # Busy beyond the queue bound
+                served = self.models.current  # this request finishes on this model, even if a switch comes
+                probabilities = await served.submit(upload.images)
+        except (UploadError, Busy) as refusal:
+            response = refusal.response()
+            ctx.response.status_code = response.status_code  # BentoML sets the answer's status from ctx
+            return response
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is left to read it
         answers = served.classifier.answers(probabilities, self.settings.top_k)
         for answer in answers:
             answer["model_sha256"] = served.sha256
             self.predictions[answer["label"]].inc()
-        # Encoded here, not validated into `Prediction`s by BentoML: the same JSON at a fraction of the cost.
-        return Response(orjson.dumps(answers), media_type="application/json")
+        return answers  # a list[Prediction] as JSON, encoded by service/schema.Predictions
 
     @bentoml.on_shutdown
     async def close(self) -> None:
@@ -191,25 +208,16 @@ install_lingering_close()
 LISTENING = listening_host()
 explain_at_start(SETTINGS.token, LISTENING)
 # Outermost first: security headers on every answer, the connection cap, the body deadline, the
-# Host/Origin guard and the wardrobe's token (their refusals end the connection, which lingers), then
-# the one upload gate of this worker, for /classify and the wardrobe's uploads alike.
+# Host/Origin guard and the wardrobe's token (their refusals end the connection, which lingers).
+# Uploads are read by the endpoints themselves (service/uploads.read_upload).
 Wardrobe.add_asgi_middleware(SecurityHeaders)
+Wardrobe.add_asgi_middleware(JsonErrors)  # BentoML's plain-text 404/405 as our JSON errors
 Wardrobe.add_asgi_middleware(ConnectionCap, limit=SETTINGS.max_connections)
 Wardrobe.add_asgi_middleware(BodyDeadline, idle_s=SETTINGS.body_idle_s, min_rate=SETTINGS.body_min_rate)
 Wardrobe.add_asgi_middleware(
     RequestGuard, token=SETTINGS.token, host=LISTENING, allowed_hosts=SETTINGS.allowed_host_names
 )
 Wardrobe.add_asgi_middleware(WardrobeAccess, token=SETTINGS.token, host=LISTENING)
-Wardrobe.add_asgi_middleware(
-    UploadGate,
-    paths={"/classify": UploadPath(), **UPLOADS},
-    max_files=SETTINGS.max_files,
-    max_file_bytes=SETTINGS.max_file_bytes,
-    max_request_bytes=SETTINGS.max_request_bytes,
-    max_pixels=SETTINGS.max_pixels,
-    max_in_flight=SETTINGS.queue_bound,
-    decodes=DecodeBudget.from_settings(SETTINGS),
-)
 
 
 # /admin/models (service/admin.py), mounted before the app at /; the page at /, the explorer at /docs and

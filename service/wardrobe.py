@@ -1,11 +1,11 @@
 """The wardrobe over HTTP: the page at /, the API explorer at /docs, and /wardrobe/* endpoints.
 
 A Starlette app mounted into the BentoML service (service/service.py). Uploads to
-POST /wardrobe/items pass the service's one upload gate, as /classify's do
-(service/uploads.py: limits, decoding, thumbnails, 4xx naming the file), are
+POST /wardrobe/items are read as /classify's are
+(service/uploads.read_upload: limits, decoding, thumbnails, 4xx naming the file), are
 classified through the service's batcher, and stored in one transaction
 (contract/store). Access rules (service/access.py) are applied in front of the
-gate; what a request asks for is read and checked in service/wardrobe_requests.py.
+endpoints; what a request asks for is read and checked in service/wardrobe_requests.py.
 The endpoints are described in docs/wardrobe.md.
 """
 
@@ -33,13 +33,14 @@ from starlette.staticfiles import StaticFiles
 from contract.store import UNSURE, Item, ItemNotFound, NewItem, Store, database_url
 from contract.store.database import describe
 from contract.store.export import png_bytes, write_export
+from service.admission import Busy
 from service.learning import learning_commands, learning_summary
 from service.model_download import model_download
 from service.model_history import model_history
 from service.model_standing import standing
 from service.model_switch import Served
 from service.settings import Settings
-from service.uploads import SCOPE_KEY, Upload, UploadPath
+from service.uploads import UploadError, read_upload
 from service.wardrobe_requests import ClientError, listing_query, patch_label, path_item_id, query_ids
 
 log = logging.getLogger("bentoml.wardrobe")
@@ -58,7 +59,7 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def make_thumbnail(image: Image.Image, crop: np.ndarray) -> bytes:
     """A WebP of a decoded upload, at most THUMBNAIL_SIZE px on its long side, upright, alpha on white;
-    the model's input `crop` instead if that fails. Made by the upload gate in the same decode
+    the model's input `crop` instead if that fails. Made by read_upload in the same decode
     (service/uploads.py): the image is already reduced to a few hundred pixels."""
     try:
         upright = ImageOps.exif_transpose(image)
@@ -128,12 +129,15 @@ class WardrobeEndpoints:
         return JSONResponse({"items": [item_json(i) for i in page.items], "next": following})
 
     async def _add(self, request: Request) -> Response:
-        upload: Upload | None = request.scope.get(SCOPE_KEY)
-        if upload is None:  # only reachable if the gate was bypassed
-            return _error(400, "no upload: send files in field 'images'")
-        store = await self.store()  # before classifying: a database that cannot open fails fast
-        served = _served(request)  # taken after the last wait before submitting: it cannot retire in between
-        probabilities = await served.submit(upload.images)
+        state = request.app.state  # the worker's upload limits and in-flight bound, shared with /classify
+        try:
+            upload = await read_upload(request, state.upload_limits, thumbnail=make_thumbnail)
+            with state.in_flight.admit():
+                store = await self.store()  # before classifying: a database that cannot open fails fast
+                served = _served(request)  # taken after the last wait before submitting: it cannot retire between
+                probabilities = await served.submit(upload.images)
+        except (UploadError, Busy) as refusal:
+            return refusal.response()
         answers = served.classifier.answers(probabilities, self.settings.top_k)  # as /classify answers
         crops = np.rint(upload.images[:, 0] * 255).astype(np.uint8)  # exactly the uint8 crops (x / 255)
         new = [
@@ -266,10 +270,6 @@ def _page(request: Request) -> Response:
 
 def _docs(request: Request) -> Response:
     return FileResponse(STATIC / "docs.html", headers={"Cache-Control": "no-cache"})
-
-
-UPLOADS = {ITEMS: UploadPath(thumbnail=make_thumbnail, uploads_only=False)}
-"""The wardrobe's upload path for the service's one upload gate: POST adds items, GET lists them."""
 
 
 def wardrobe_app(settings: Settings) -> Starlette:

@@ -11,12 +11,15 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from starlette.applications import Starlette
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 from wardrobe_server import SAMPLES, wardrobe_server
 
 from contract.preprocess import header_pixels
+from service.admission import Busy
 from service.decode_budget import DECODE_NICENESS, INLINE_DECODE_PIXELS, DecodeBudget, DecodeBusy
-from service.uploads import SCOPE_KEY, UploadGate, UploadPath
+from service.uploads import UploadError, UploadLimits, read_upload
 
 SNEAKER = (SAMPLES / "sneaker.png").read_bytes()
 
@@ -93,8 +96,15 @@ def test_a_waiter_that_times_out_or_is_cancelled_leaves_the_queue_and_the_budget
     anyio.run(main)
 
 
-async def _answer_shape(scope, receive, send) -> None:
-    await JSONResponse({"shape": list(scope[SCOPE_KEY].images.shape)})(scope, receive, send)
+def _answer_shape(limits: UploadLimits, thumbnail=None):
+    async def endpoint(request):
+        try:
+            upload = await read_upload(request, limits, thumbnail)
+        except (UploadError, Busy) as refusal:
+            return refusal.response()
+        return JSONResponse({"shape": list(upload.images.shape)})
+
+    return endpoint
 
 
 def test_a_small_upload_is_answered_while_every_decode_thread_is_busy_with_a_large_one():
@@ -106,9 +116,10 @@ def test_a_small_upload_is_answered_while_every_decode_thread_is_busy_with_a_lar
         return b"thumb"
 
     budget = DecodeBudget(pixels=1_000_000, threads=1, queue=4, wait_s=60)
-    gate = UploadGate(_answer_shape, paths={"/classify": UploadPath(), "/large": UploadPath(blocking_thumbnail)},
-                      max_files=4, max_file_bytes=10**7, max_request_bytes=10**7, max_pixels=10**7,
-                      max_in_flight=16, decodes=budget)  # fmt: skip
+    limits = UploadLimits(max_files=4, max_file_bytes=10**7, max_request_bytes=10**7, max_pixels=10**7,
+                          decodes=budget)  # fmt: skip
+    gate = Starlette(routes=[Route("/classify", _answer_shape(limits), methods=["POST"]),
+                             Route("/large", _answer_shape(limits, blocking_thumbnail), methods=["POST"])])  # fmt: skip
     large = _png(1000)
     assert header_pixels(large) > INLINE_DECODE_PIXELS
 
@@ -154,7 +165,12 @@ def test_over_the_decode_queue_large_uploads_get_503_with_retry_after_and_small_
     statuses = sorted(a.status_code for a in answers)
     assert set(statuses) == {200, 503} and statuses.count(200) >= 2, statuses  # the first large one and the small
     busy = [a for a in answers if a.status_code == 503]
-    assert all(a.headers["retry-after"] == "1" and "busy decoding large images" in a.json()["error"] for a in busy)
+    assert all(
+        a.headers["retry-after"] == "1"
+        and "server busy: " in a.json()["error"]
+        and "to be decoded" in a.json()["error"]
+        for a in busy
+    )
 
 
 def test_decode_threads_run_at_a_lower_cpu_priority_than_the_event_loop():

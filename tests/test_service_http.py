@@ -304,7 +304,9 @@ def test_beyond_the_queue_bound_is_a_503_with_retry_after(server):
     assert set(codes) == {200, 503} and codes.count(200) >= 6
     for refused in (r for r in responses if r.status_code == 503):
         assert refused.headers["Retry-After"] == "1"
-        assert "overloaded" in refused.json()["error"]
+        assert (
+            refused.json()["error"].startswith("server busy: ") and "waiting for the model" in refused.json()["error"]
+        )
     _good(server)
 
 
@@ -316,3 +318,18 @@ def test_ready_and_metrics_show_batches_and_predictions(server, tiny_model_path)
     text = httpx.get(f"{server}/metrics", timeout=10).text
     assert 'wardrobe_batch_size_bucket{le="1.0"}' in text
     assert re.search(r'^wardrobe_predictions_total\{label="[^"]+"\} [1-9]', text, re.M)
+
+
+def test_every_answer_field_is_declared_in_the_schema_and_openapi(server):
+    """The answers are built by contract/runtime.py; the schema BentoML's clients go by must name
+    every field they carry (a client drops the rest), and nothing they lack."""
+    from service.schema import Prediction, Predictions
+
+    [answer] = _classify(server, [("images", ("sneaker.png", (SAMPLES / "sneaker.png").read_bytes()))]).json()
+    assert set(answer) == set(Prediction.model_fields)
+    Prediction.model_validate(answer, strict=True)
+    schema = httpx.get(f"{server}/schema.json", timeout=10).json()
+    [classify] = [api for api in schema["routes"] if api["route"] == "/classify"]
+    assert classify["input"]["properties"]["images"]["items"]["type"] == "file"
+    assert classify["output"]["type"] == "array"
+    assert set(Predictions.model_json_schema()["$defs"]["Prediction"]["properties"]) == set(answer)

@@ -35,13 +35,15 @@ from conftest import SHARED_SETTINGS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from starlette.applications import Starlette
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-from service.admission import BodyDeadline, ConnectionCap
+from service.admission import BodyDeadline, Busy, ConnectionCap
 from service.decode_budget import DecodeBudget
 from service.settings import Settings
-from service.uploads import SCOPE_KEY, UploadGate, UploadPath
-from service.wardrobe import UPLOADS
+from service.uploads import UploadError, UploadLimits, read_upload
+from service.wardrobe import make_thumbnail
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = int(os.environ.get("WARDROBE_FUZZ_EXAMPLES", "300"))
@@ -192,16 +194,25 @@ def requests(draw) -> tuple[str, list[tuple[bytes, bytes]], list[bytes]]:
     return draw(st.sampled_from(PATHS)), headers, _chunks(body, draw(st.lists(st.integers(0, len(body)), max_size=6)))
 
 
-async def _answer_shape(scope, receive, send) -> None:
-    """Stands in for the model endpoint: answers the shape of the checked batch the gate built."""
-    await JSONResponse({"shape": list(scope[SCOPE_KEY].images.shape)})(scope, receive, send)
+def _answer_shape(limits: UploadLimits, thumbnail=None):
+    """Stands in for a model endpoint: reads the upload as the real ones do, answers its batch's shape."""
+
+    async def endpoint(request):
+        try:
+            upload = await read_upload(request, limits, thumbnail)
+        except (UploadError, Busy) as refusal:
+            return refusal.response()
+        return JSONResponse({"shape": list(upload.images.shape)})
+
+    return endpoint
 
 
 def _app():
-    """The service's stack: cap, deadline, and the gate for both upload paths (the wardrobe's makes thumbnails)."""
-    gate = UploadGate(_answer_shape, paths={"/classify": UploadPath(), **UPLOADS}, max_in_flight=64,
-                      decodes=DecodeBudget.from_settings(Settings()), **LIMITS)  # fmt: skip
-    return ConnectionCap(BodyDeadline(gate, idle_s=5, min_rate=0), limit=64)
+    """The service's stack: cap, deadline, and both upload endpoints (the wardrobe's makes thumbnails)."""
+    limits = UploadLimits(decodes=DecodeBudget.from_settings(Settings()), **LIMITS)
+    routes = [Route("/classify", _answer_shape(limits), methods=["POST"]),
+              Route("/wardrobe/items", _answer_shape(limits, make_thumbnail), methods=["POST"])]  # fmt: skip
+    return ConnectionCap(BodyDeadline(Starlette(routes=routes), idle_s=5, min_rate=0), limit=64)
 
 
 APP = _app()
