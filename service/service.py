@@ -39,6 +39,7 @@ from service.model_choice import SHIPPED_MODEL, choose_model
 from service.model_standing import shipped_model
 from service.model_standing import standing as model_standing
 from service.model_switch import ModelSwitch, Served
+from service.openapi import OpenApiDocument
 from service.readyz import ModelOnReadyz
 from service.registry_follower import RegistryFollower
 from service.schema import ClassifyRequest, Predictions
@@ -225,5 +226,7 @@ Wardrobe.add_asgi_middleware(WardrobeAccess, token=SETTINGS.token, host=LISTENIN
 ADMIN_APP = admin_app(SETTINGS.admin_token, SETTINGS.workers)
 WARDROBE_APP = wardrobe_app(SETTINGS)
 Wardrobe.add_asgi_middleware(ModelOnReadyz, state=WARDROBE_APP.state)
+# /docs.json: BentoML's document with every route of the two apps (service/openapi.py).
+Wardrobe.add_asgi_middleware(OpenApiDocument, apps={"/admin": ADMIN_APP, "": WARDROBE_APP})
 Wardrobe.mount_asgi_app(ADMIN_APP, path="/admin", name="admin")
 Wardrobe.mount_asgi_app(WARDROBE_APP, path="/", name="wardrobe")
