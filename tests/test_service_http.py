@@ -314,7 +314,11 @@ def test_ready_and_metrics_show_batches_and_predictions(server, tiny_model_path)
     _good(server)
     ready = httpx.get(f"{server}/readyz", timeout=10)
     assert ready.status_code == 200
-    assert ready.json() == {"ready": True, "model_sha256": load_model(tiny_model_path).info.sha256}  # never a path
+    tiny = load_model(tiny_model_path).info
+    body = ready.json()
+    assert body["ready"] is True and body["model_sha256"] == tiny.sha256  # never a path
+    assert body["model_test_accuracy"] == float(tiny.metadata["test_accuracy"])
+    assert body["warning"] and "below the shipped" in body["warning"]  # the tiny model is far below it
     text = httpx.get(f"{server}/metrics", timeout=10).text
     assert 'wardrobe_batch_size_bucket{le="1.0"}' in text
     assert re.search(r'^wardrobe_predictions_total\{label="[^"]+"\} [1-9]', text, re.M)
