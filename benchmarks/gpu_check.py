@@ -302,7 +302,10 @@ class GpuCheck:
         return record
 
     def train(self) -> dict:
+        import torch
+
         from training.config import load_config
+        from training.precision import resolve_precision
         from training.train import main as train_main
 
         plan, data_dir = self.plan, str(self.data_dir)
@@ -324,7 +327,9 @@ class GpuCheck:
                 shutil.copy2(self.run_dir / name, self.out / "run" / name)
         record = {"recipe": str(choice["recipe"].relative_to(ROOT)), "overrides": overrides, "why": choice["why"],
                   "probe_epoch_s": epoch_s, **training_figures(self.run_dir), "precision": watch.seen}  # fmt: skip
-        want_dtype = "bfloat16" if plan.device == "cuda" else "float32"
+        # The run's own precision ("auto"): bf16 on CUDA and on CPUs with AMX/AVX512-BF16, else fp32.
+        precision = resolve_precision(cfg.precision, torch.device(plan.device))
+        want_dtype = {"bf16": "bfloat16", "fp32": "float32"}[precision]
         seen = watch.seen or {}
         if not (seen.get("output_dtype") == want_dtype and seen.get("input_channels_last")
                 and seen.get("weight_channels_last")):  # fmt: skip

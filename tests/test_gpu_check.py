@@ -13,6 +13,7 @@ import pytest
 from benchmarks.gpu_check import DRY, GPU, GpuCheck, choose_recipe, guarded
 from contract.runtime import load_model
 from training.fashion_mnist import locate
+from training.precision import cpu_has_bf16
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ["environment", "ddp", "train", "export", "inference", "serving"]
@@ -53,9 +54,10 @@ def test_dry_run_trains_through_ddp_and_the_training_loop_on_the_cpu(dry_run):
     assert (ddp["backend"], ddp["world_size"], ddp["ddp_train_steps"]) == ("gloo", 1, 1)
     train = results["steps"]["train"]
     assert train["recipe"] == "configs/cnn-long.toml" and train["epochs_run"] == 1
-    # channels_last is checked wherever the model is a CNN; bf16 autocast only on CUDA
+    # channels_last is checked wherever the model is a CNN; bf16 autocast where the CPU has native bf16
+    dtype = "bfloat16" if cpu_has_bf16() else "float32"
     assert train["precision"] == {"device": "cpu", "input_channels_last": True, "weight_channels_last": True,
-                                  "output_dtype": "float32"}  # fmt: skip
+                                  "output_dtype": dtype}  # fmt: skip
     assert train["per_epoch"][0]["images_per_s"] > 0 and 0 <= train["test_acc"] <= 1
     assert "time_to_val_acc_0.94" in train  # None: a tiny model on 512 images does not get there
     copied = sorted(p.name for p in (out / "run").iterdir())
