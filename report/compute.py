@@ -41,7 +41,7 @@ class ReportSettings:
     photo_images: int = 200
     """Test images made into synthetic photo-like uploads, read back through the service's preprocessing."""
     style_images: int = 100
-    """Test images photographed in each photo style (report/photo_styles.py), read back the same way."""
+    """Test images photographed in each photo style (photo_sim/photo_styles.py), read back the same way."""
     bootstrap_resamples: int = 1000
     ci_level: float = 0.95
     ece_bins: int = 15
