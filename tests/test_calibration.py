@@ -9,6 +9,7 @@ import pytest
 from test_stats import threshold_by_brute_force
 
 from contract.runtime import load_model
+from contract.split import stratified_split
 from training.calibration import (
     calibration_bins,
     expected_calibration_error,
@@ -16,7 +17,6 @@ from training.calibration import (
     softmax,
     unsure_threshold,
 )
-from training.data import stratified_split
 
 
 def sampled_labels(logits: np.ndarray, temperature: float, seed: int = 0) -> np.ndarray:
