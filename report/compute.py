@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contract import stats
+from contract import calibration, stats
 from contract.metadata import source_commit
 from contract.preprocess import to_model_input
 from contract.runtime import Classifier, softmax
@@ -20,7 +20,6 @@ from contract.split import stratified_split
 from report import corruptions, label_issues, metrics, robustness, story
 from report.figure_inputs import FigureInputs, Gallery, caption, short
 from report.robustness import seeded_subset
-from training import calibration
 from training.fashion_mnist import FashionMNIST
 from training.progress import bar
 from training.wardrobe_data import WardrobeItems
