@@ -23,9 +23,10 @@ from torchvision import transforms
 
 from contract.files import write_json
 from contract.metadata import source_commit
+from contract.split import stratified_split
 from training import fashion_mnist
 from training.augment import AugmentConfig
-from training.data import TensorBatchLoader, stratified_split
+from training.data import TensorBatchLoader
 from training.presets import TrainPreset
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data_pipeline.json"

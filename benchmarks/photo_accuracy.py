@@ -1,6 +1,6 @@
 """How well the shipped model classifies product-photo-like images, against 28×28 originals.
 
-Each test image is turned into a photo-like file (report/photolike.py: enlarged,
+Each test image is turned into a photo-like file (photo_sim/photolike.py: enlarged,
 coloured, dark on a light uneven background, off-centre, JPEG/PNG/WebP), then
 sent through the service's own preprocessing. The figure is the ratio of that
 accuracy to the accuracy on the same images as 28×28 originals (goal ≥ 0.95),
@@ -31,7 +31,7 @@ from contract.files import write_json
 from contract.metadata import source_commit
 from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
 from contract.runtime import load_model
-from report.photolike import phone_photo, photo_like_set
+from photo_sim.photolike import phone_photo, photo_like_set
 from training.fashion_mnist import load
 
 GOAL = 0.95

@@ -4,7 +4,7 @@
                                                 [--repeats 7]
 
 For each size (megapixels, 4:3 like a phone camera) and format, one photo-like
-upload (report/photolike.py: a garment on a light, uneven, noisy background)
+upload (photo_sim/photolike.py: a garment on a light, uneven, noisy background)
 is stored as a phone would (`phone_photo`), then timed through
 `to_fashion_mnist(decode_image(...))` both ways, alternating, in one run:
 `longest_side=None` (every pixel decoded: how it was) and the default (JPEG
@@ -29,7 +29,7 @@ import numpy as np
 from contract.files import write_json
 from contract.metadata import source_commit
 from contract.preprocess import DEFAULT_MAX_PIXELS, decode_image, to_fashion_mnist
-from report.photolike import PHONE_FORMATS, make_photo_like, phone_photo
+from photo_sim.photolike import PHONE_FORMATS, make_photo_like, phone_photo
 from training.fashion_mnist import load
 
 RESULTS = Path(__file__).resolve().parent / "results" / "photo_decode.json"

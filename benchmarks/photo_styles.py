@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.photo_styles [--n 500] [--model PATH] [--styles ...] [--tune]
 
-Per style (report/photo_styles.py), `--n` Fashion-MNIST test images are drawn and
+Per style (photo_sim/photo_styles.py), `--n` Fashion-MNIST test images are drawn and
 rendered with the style's own held-out seed (REPORTED_SEEDS), then decoded and cropped by
 `contract.preprocess` and classified. The figures: accuracy with a Wilson 95% interval, the
 share marked `unsure` (the model's recorded threshold) and the accuracy of the other answers.
@@ -26,7 +26,7 @@ import numpy as np
 from contract.files import write_json
 from contract.metadata import source_commit
 from contract.runtime import load_model
-from report.photo_styles import DESCRIPTIONS, STYLES, style_scores, style_set
+from photo_sim.photo_styles import DESCRIPTIONS, STYLES, style_scores, style_set
 from service.model_choice import choose_model
 from training.fashion_mnist import load
 

@@ -5,7 +5,7 @@
 Starts `bentoml serve` (settings from WARDROBE_* variables, a fresh wardrobe
 database in a temporary folder), then keeps `--connections` clients busy, each
 sending one request after another: product-photo-like images
-(report/photolike.py), real 28×28 Fashion-MNIST test crops and bad files
+(photo_sim/photolike.py), real 28×28 Fashion-MNIST test crops and bad files
 (truncated, random bytes, text, SVG, empty, a pixel bomb) to POST /classify,
 and a share of good and bad files to POST /wardrobe/items. Good files must get
 2xx and bad ones 4xx; anything else is counted, and a 5xx, a dropped
@@ -39,7 +39,7 @@ import psutil
 from PIL import Image
 
 from benchmarks.provenance import provenance
-from report.photolike import photo_like_set
+from photo_sim.photolike import photo_like_set
 from service.serve import SERVICE, stop, wait_ready
 from training.fashion_mnist import load
 

@@ -1,6 +1,6 @@
 """Photos of Fashion-MNIST garments in a style the shipped model has not seen: home snapshots.
 
-`report/photolike.py` renders shop photos: a plain light backdrop, even light, the garment
+`photo_sim/photolike.py` renders shop photos: a plain light backdrop, even light, the garment
 well inside the frame. A person photographing their own clothes does it differently, and
 this renders that: the garment lies on a bedsheet (a woven stripe or check texture, tinted),
 lit by one lamp (light falls off across the frame and a soft shadow falls beside the
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from report.bedsheet import make_unseen_style, unseen_style_set
+from photo_sim.bedsheet import make_unseen_style, unseen_style_set
 
 __all__ = ["make_unseen_style", "unseen_style_set", "upload_labelled", "write_folder"]
 

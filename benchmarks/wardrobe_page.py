@@ -8,7 +8,7 @@ headless Chromium (Debian's, through Playwright):
 - open: from navigation to every item placed on its shelf (the page's
   `wardrobe-ready` mark), and until the thumbnails in view have loaded; a fresh
   browser context (cold cache) per run. Goal: under 1 s.
-- drop: 50 photo-like garment photos (report/photolike.py) dropped on the page as
+- drop: 50 photo-like garment photos (photo_sim/photolike.py) dropped on the page as
   one drop event, until every one shows "on a shelf". Goal: within 5 s.
 
     .venv/bin/python -m benchmarks.wardrobe_page [--items 1000] [--photos 50] [--runs 3] [--note TEXT]
@@ -38,7 +38,7 @@ from PIL import Image
 
 from benchmarks.browser import DESKTOP, chromium, watched_page
 from benchmarks.provenance import provenance
-from report.photolike import photo_like_set
+from photo_sim.photolike import photo_like_set
 from service.serve import SERVICE, stop, wait_ready
 from training.fashion_mnist import load
 

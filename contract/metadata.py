@@ -181,9 +181,10 @@ def unsure_threshold(metadata: Mapping[str, str]) -> float:
 
 @dataclass(frozen=True)
 class ValidationSplit:
-    """How the training images were split: `val_size` images held out, drawn with `seed`.
+    """How the training images were split: `val_size` of the 60,000 held out for validation,
+    class-stratified, drawn with `seed`.
 
-    training/data.py's `stratified_split(labels, val_size, seed)` turns this back into
+    contract/split.py's `stratified_split(labels, val_size, seed)` turns this back into
     the exact indices the model was chosen on.
     """
 

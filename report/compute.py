@@ -12,15 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from contract import stats
+from contract import calibration, stats
 from contract.metadata import source_commit
 from contract.preprocess import to_model_input
 from contract.runtime import Classifier, softmax
+from contract.split import stratified_split
 from report import corruptions, label_issues, metrics, robustness, story
 from report.figure_inputs import FigureInputs, Gallery, caption, short
 from report.robustness import seeded_subset
-from training import calibration
-from training.data import stratified_split
 from training.fashion_mnist import FashionMNIST
 from training.progress import bar
 from training.wardrobe_data import WardrobeItems
@@ -41,7 +40,7 @@ class ReportSettings:
     photo_images: int = 200
     """Test images made into synthetic photo-like uploads, read back through the service's preprocessing."""
     style_images: int = 100
-    """Test images photographed in each photo style (report/photo_styles.py), read back the same way."""
+    """Test images photographed in each photo style (photo_sim/photo_styles.py), read back the same way."""
     bootstrap_resamples: int = 1000
     ci_level: float = 0.95
     ece_bins: int = 15

@@ -1,7 +1,7 @@
 """Pure evaluation metrics: bootstrap intervals of accuracy and per-class scores, the majority
 baseline, confusions, selective accuracy at a threshold and the corruption error. Arrays in,
 numbers out; seeds are passed in. Wilson intervals, McNemar's test and the accuracy threshold are
-contract/stats.py's; calibration (temperature, ECE, NLL) is training/calibration.py's, the same
+contract/stats.py's; calibration (temperature, ECE, NLL) is contract/calibration.py's, the same
 code the exporter uses."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """How the model holds up off the clean test set: seeded MNIST-C-style corruptions against a
 pinned baseline (corruption error as in ImageNet-C), synthetic photo-like uploads (test
-crops put through the inverse of our own preprocessing, `report.photolike`) and every photo
-style of `report.photo_styles` (home snapshots), read back through the service's
+crops put through the inverse of our own preprocessing, `photo_sim.photolike`) and every photo
+style of `photo_sim.photo_styles` (home snapshots), read back through the service's
 preprocessing. Numbers only; the figures are drawn from them afterwards."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import numpy as np
 
 from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
 from contract.runtime import softmax
+from photo_sim.photo_styles import DESCRIPTIONS, STYLES, style_scores, style_set
+from photo_sim.photolike import photo_like_set
 from report import corruptions, metrics, story
 from report.figure_inputs import FigureInputs, Gallery, caption
-from report.photo_styles import DESCRIPTIONS, STYLES, style_scores, style_set
-from report.photolike import photo_like_set
 from training.progress import bar
 
 
@@ -98,7 +98,7 @@ def photo_section(model, images, labels, test_pred, classes, s, fig: FigureInput
 
 
 def styles_section(model, images, labels, classes, s, fig: FigureInputs) -> dict:
-    """Every photo style (report/photo_styles.py) on the same seeded test images: accuracy with
+    """Every photo style (photo_sim/photo_styles.py) on the same seeded test images: accuracy with
     its Wilson interval, the share marked `unsure` and the accuracy of the other answers."""
     idx = seeded_subset(len(labels), s.style_images, s.seed + 4)
     if len(idx) == 0:

@@ -1,7 +1,7 @@
 """Which model file a server or `wardrobe predict` opens when none is named: serving policy.
 
 $WARDROBE_MODEL when set; else the shipped CNN, or on the CPU its INT8 variant when that is
-as accurate. The quantizer writes the variant where `int8_variant` says (training/quantize.py).
+as accurate, found where `contract/variants.py` names it (the quantizer writes it there).
 Opening and checking whichever file is chosen is the contract's job (contract/runtime.py).
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from contract import metadata as meta
 from contract.devices import select_providers
 from contract.runtime import ModelError, check_model_file
+from contract.variants import int8_variant
 from service.settings import model_path_from_env
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "cnn.onnx"
@@ -25,11 +26,6 @@ INT8_MAX_ACCURACY_LOSS = 0.002
 def default_model_path(environ: Mapping[str, str] | None = None) -> Path:
     """$WARDROBE_MODEL if set, else the shipped CNN in <repo>/models/cnn.onnx."""
     return model_path_from_env(environ) or SHIPPED_MODEL
-
-
-def int8_variant(fp32_path: Path) -> Path:
-    """Where the INT8 variant of a model lives: `<name>-int8.onnx` beside it."""
-    return fp32_path.with_name(fp32_path.stem + "-int8.onnx")
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from test_stats import threshold_by_brute_force
 
-from contract.runtime import load_model
-from training.calibration import (
+from contract.calibration import (
     calibration_bins,
     expected_calibration_error,
     fit_temperature,
     softmax,
     unsure_threshold,
 )
-from training.data import stratified_split
+from contract.runtime import load_model
+from contract.split import stratified_split
 
 
 def sampled_labels(logits: np.ndarray, temperature: float, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The split, the two loader paths, augmentation and the image-folder dataset."""
+"""The two loader paths, augmentation and the image-folder dataset (the split: tests/test_split.py)."""
 
 from __future__ import annotations
 
@@ -8,32 +8,7 @@ import torch
 from PIL import Image
 
 from training.augment import AugmentConfig, augment_batch, random_erase, random_translate
-from training.data import ImageFolderDataset, TensorBatchLoader, stratified_split
-
-
-def test_split_is_deterministic_for_a_seed(fmnist):
-    a = stratified_split(fmnist.train_labels, 5000, seed=3)
-    b = stratified_split(fmnist.train_labels, 5000, seed=3)
-    c = stratified_split(fmnist.train_labels, 5000, seed=4)
-    assert a.checksum == b.checksum
-    assert np.array_equal(a.val_indices, b.val_indices)
-    assert a.checksum != c.checksum
-
-
-def test_split_is_stratified_disjoint_and_complete(fmnist):
-    split = stratified_split(fmnist.train_labels, 5000, seed=0)
-    assert len(split.train_indices) == 55000 and len(split.val_indices) == 5000
-    assert not set(split.train_indices) & set(split.val_indices)
-    assert np.array_equal(np.sort(np.concatenate([split.train_indices, split.val_indices])), np.arange(60000))
-    for indices, size in ((split.val_indices, 5000), (split.train_indices, 55000)):
-        counts = np.bincount(fmnist.train_labels[indices], minlength=10)
-        assert counts.max() - counts.min() <= 1
-        assert counts.sum() == size
-
-
-def test_split_refuses_an_impossible_size(fmnist):
-    with pytest.raises(ValueError, match="val_size must be between 1 and 59999"):
-        stratified_split(fmnist.train_labels, 60000)
+from training.data import ImageFolderDataset, TensorBatchLoader
 
 
 def test_tensor_loader_visits_every_image_once_per_epoch():

@@ -13,9 +13,9 @@ from conftest import tiny_checkpoint
 from contract import metadata
 from contract.preprocess import to_model_input
 from contract.runtime import ModelError, check_model_file, load_model
+from contract.split import Split, stratified_split
 from training import export as export_module
 from training import quantize
-from training.data import Split, stratified_split
 from training.fashion_mnist import CLASSES
 from training.quantize import calibration_indices, quantize_int8
 from wardrobe.cli import main as cli_main

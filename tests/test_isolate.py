@@ -15,7 +15,7 @@ from PIL import Image
 
 from contract.isolate import garment_darkness
 from contract.preprocess import decode_image, to_fashion_mnist
-from report import scenes
+from photo_sim import scenes
 
 GARMENTS = range(6)  # test-split indices: a top, a trouser, a pullover, a dress, a coat, a sandal…
 
@@ -109,7 +109,7 @@ def test_a_patterned_garment_is_one_garment(fmnist):
 
 @pytest.mark.parametrize("style", ["shop", "bedsheet", "wall_flash", "floor", "door"])
 def test_photo_styles_are_reproducible_from_the_seed(fmnist, style):
-    from report.photo_styles import style_set
+    from photo_sim.photo_styles import style_set
 
     crops = fmnist.test_images[:2]
     first = style_set(style, crops, seed=3)
@@ -119,7 +119,7 @@ def test_photo_styles_are_reproducible_from_the_seed(fmnist, style):
 
 
 def test_an_unknown_style_is_named():
-    from report.photo_styles import style_set
+    from photo_sim.photo_styles import style_set
 
     with pytest.raises(ValueError, match="unknown photo style 'beach'"):
         style_set("beach", [], seed=0)

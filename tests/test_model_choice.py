@@ -9,6 +9,7 @@ import pytest
 
 from contract import devices
 from contract import metadata as meta
+from contract.variants import int8_variant
 from service import model_choice
 from service.model_choice import choose_model, default_model_path
 
@@ -23,6 +24,11 @@ def _shipped_pair(tmp_path, tiny_model_path, int8_accuracy: str | None) -> Path:
         meta.write_metadata(proto, {meta.TEST_ACCURACY: int8_accuracy})
         onnx.save(proto, tmp_path / "cnn-int8.onnx")
     return fp32
+
+
+def test_the_int8_variant_is_named_by_the_contract_beside_its_fp32_file():
+    assert int8_variant(Path("/somewhere/cnn.onnx")) == Path("/somewhere/cnn-int8.onnx")
+    assert int8_variant(model_choice.SHIPPED_MODEL).is_file()  # what the quantizer wrote, where the service looks
 
 
 @pytest.mark.parametrize(

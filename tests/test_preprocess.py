@@ -17,7 +17,7 @@ from contract.preprocess import (
     to_fashion_mnist,
     to_model_input,
 )
-from report.photolike import make_photo_like
+from photo_sim.photolike import make_photo_like
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:

@@ -18,7 +18,7 @@ from contract.preprocess import (
     to_model_input,
 )
 from contract.runtime import load_model
-from report.photolike import make_photo_like, phone_photo
+from photo_sim.photolike import make_photo_like, phone_photo
 from training.data import ImageFolderDataset
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "cnn.onnx"

@@ -20,13 +20,13 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.metrics import classification_report, confusion_matrix
 
 from contract.runtime import ModelError, load_model
+from contract.split import stratified_split
 from report import cli
 from report.compute import ReportSettings
 from report.render import render
 from report.robustness import seeded_subset
 from training import fashion_mnist
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.data import stratified_split
 from training.export import export
 from wardrobe.cli import main as wardrobe
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
+from contract import calibration
 from contract.runtime import softmax
 from report import metrics
-from training import calibration
 
 
 def noisy_predictions(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from contract import stats
-from training.calibration import unsure_threshold
+from contract.calibration import unsure_threshold
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 

@@ -1,4 +1,4 @@
-"""Datasets, the train/validation split and the two loader paths.
+"""Datasets and the two loader paths (the train/validation split is contract/split.py's).
 
 The test split is never touched here except to hand it out for final
 evaluation: early stopping and tuning see only the validation split.
@@ -6,10 +6,8 @@ evaluation: early stopping and tuning see only the validation split.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,33 +77,6 @@ class ImageFolderDataset(ArrayDataset):
         if not images:
             raise ValueError(f"{root}: no images found in class sub-folders")
         super().__init__(np.stack(images), np.array(labels, dtype=np.int64), transform)
-
-
-@dataclass(frozen=True)
-class Split:
-    train_indices: np.ndarray
-    val_indices: np.ndarray
-    seed: int
-
-    @property
-    def checksum(self) -> str:
-        """SHA-256 of both index arrays, so a run records exactly which images it trained on."""
-        h = hashlib.sha256()
-        h.update(np.ascontiguousarray(self.train_indices, dtype=np.int64).tobytes())
-        h.update(np.ascontiguousarray(self.val_indices, dtype=np.int64).tobytes())
-        return h.hexdigest()
-
-
-def stratified_split(labels: np.ndarray, val_size: int = 5000, seed: int = 0) -> Split:
-    """Deterministic, class-stratified split of the training set into train and validation."""
-    if not 0 < val_size < len(labels):
-        raise ValueError(f"val_size must be between 1 and {len(labels) - 1}, got {val_size}")
-    from sklearn.model_selection import train_test_split  # here, so importing the training path needs no sklearn
-
-    train_idx, val_idx = train_test_split(
-        np.arange(len(labels)), test_size=val_size, stratify=labels, random_state=seed
-    )
-    return Split(np.sort(train_idx), np.sort(val_idx), seed)
 
 
 class TensorBatchLoader:

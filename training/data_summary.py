@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.split import stratified_split
 from training import fashion_mnist
-from training.data import stratified_split
 
 
 def class_counts(labels: np.ndarray) -> list[int]:

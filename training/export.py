@@ -23,14 +23,14 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from contract import metadata as meta
+from contract.calibration import UNSURE_TARGET_ACCURACY, calibration_metadata, fit_temperature, softmax
 from contract.files import make_temp_beside, move_into_place, naming_the_file
 from contract.preprocess import to_model_input
 from contract.runtime import INPUT_NAME, OUTPUT_NAME, load_model
+from contract.split import stratified_split
 from training import fashion_mnist
-from training.calibration import UNSURE_TARGET_ACCURACY, calibration_metadata, fit_temperature, softmax
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig, config_from_dict
-from training.data import stratified_split
 from training.models import FMNIST_MEAN, FMNIST_STD, build_model, count_parameters
 from training.progress import step
 

@@ -25,12 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from contract.files import make_temp_beside, move_into_place, sha256_file, write_json
+from contract.split import stratified_split
 from contract.stats import accuracy_with_interval, mcnemar
 from training import fashion_mnist, progress, wardrobe_data
 from training.base_weights import load_base, resolve
 from training.checkpoint import save_checkpoint
 from training.config import ConfigError, TrainConfig, load_config
-from training.data import TensorBatchLoader, stratified_split
+from training.data import TensorBatchLoader
 from training.label_issues import find_label_issues
 from training.models import count_parameters
 from training.optim import build_optimizer, build_scheduler

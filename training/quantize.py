@@ -17,13 +17,13 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quant_pre_process, quantize_static
 
 from contract import metadata as meta
+from contract.calibration import calibration_metadata, softmax
 from contract.files import move_into_place
 from contract.preprocess import to_model_input
 from contract.runtime import INPUT_NAME, load_model
-from service.model_choice import int8_variant
+from contract.split import Split, stratified_split
+from contract.variants import int8_variant
 from training import fashion_mnist
-from training.calibration import calibration_metadata, softmax
-from training.data import Split, stratified_split
 from training.progress import step
 
 

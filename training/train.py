@@ -22,10 +22,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from contract.metadata import source_commit
+from contract.split import stratified_split
 from training import fashion_mnist, progress
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import ConfigError, TrainConfig, config_from_dict, load_config
-from training.data import ArrayDataset, TensorBatchLoader, standard_loader, stratified_split
+from training.data import ArrayDataset, TensorBatchLoader, standard_loader
 from training.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
 from training.models import build_model, count_parameters
 from training.optim import build_optimizer, build_scheduler

@@ -1,8 +1,8 @@
 """The family of photo styles the service is measured on, by name: one generator per situation.
 
 Each style turns a uint8 [28, 28] Fashion-MNIST crop and a numpy Generator into encoded image
-bytes. `shop` is the product photo (`report/photolike.py`), `bedsheet` the first home
-snapshot (`report/bedsheet.py`), the rest `report/home_photos.py`.
+bytes. `shop` is the product photo (`photo_sim/photolike.py`), `bedsheet` the first home
+snapshot (`photo_sim/bedsheet.py`), the rest `photo_sim/home_photos.py`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
-from report import bedsheet, home_photos, photolike
-from report.metrics import wilson_interval
+from contract.stats import wilson_interval
+from photo_sim import bedsheet, home_photos, photolike
 
 Style = Callable[[np.ndarray, np.random.Generator], bytes]
 
@@ -30,7 +30,7 @@ STYLES: dict[str, Style] = {
     "door": home_photos.door,
 }
 DESCRIPTIONS = {
-    "shop": "product photo: light backdrop, even light (report/photolike.py)",
+    "shop": "product photo: light backdrop, even light (photo_sim/photolike.py)",
     "bedsheet": "on a striped or checked bedsheet, one lamp, tilted phone",
     "wall_flash": "hung on a coloured or papered wall, hanger or peg, phone flash",
     "floor": "lying on floorboards or a rug, window light, from above",

@@ -7,7 +7,7 @@
 - `door`: on a hanger hooked over the top of a panelled door, the handle beside it, the wall
   beyond the door's edge, photographed from one side (perspective: one edge taller).
 
-Half the garments wear a pattern (stripes, checks, a print: `report/scenes.py`). Each function
+Half the garments wear a pattern (stripes, checks, a print: `photo_sim/scenes.py`). Each function
 takes a uint8 [28, 28] crop and a numpy Generator and returns phone-JPEG bytes.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from report import scenes
+from photo_sim import scenes
 
 
 def _frame(rng: np.random.Generator) -> tuple[int, int]:

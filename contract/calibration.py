@@ -1,7 +1,9 @@
 """Confidence calibration: temperature scaling fitted on validation, the expected calibration
 error, and the `unsure` threshold a model records.
 
-The report computes its calibration figures with these same functions.
+On the ground floor because what it computes is part of the model file (`val_ece`, `test_ece`,
+`unsure_threshold`): training's exporter and quantizer write those entries with it, and the report
+computes its calibration figures with these same functions. numpy only.
 """
 
 from __future__ import annotations
