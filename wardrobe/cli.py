@@ -170,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a run or checkpoint to ONNX")
     p.add_argument("source", type=Path, metavar="RUN_DIR_OR_CHECKPOINT")
-    p.add_argument("--out", type=Path, required=True, help="models/<name>.onnx")
+    p.add_argument(
+        "--out", type=Path, required=True, help="<name>.onnx: anywhere but models/, which holds the shipped models"
+    )
     p.add_argument("--quantize", choices=["int8"], help="also quantize (static, calibrated)")
     p.add_argument("--publish", action="store_true", help="publish the model to the registry in WARDROBE_DB")
     p.add_argument("--data-dir", type=Path, help="directory with the four .gz files")
