@@ -281,7 +281,7 @@ def _line(r: dict) -> str:
 
 
 def table(results: dict) -> str:
-    """The README's markdown table."""
+    """The markdown table in docs/benchmarks.md."""
     lines = [
         "| load | server | req/s | images/s | p50 ms | p99 ms | failed | CPU ms/image | mean batch | × raw (CPU) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -39,7 +39,8 @@ CLUSTERS = 3
 MIN_DISTANCE = 9.0
 """Smallest CIELAB distance counted as garment (just-noticeable differences are about 2)."""
 TRIM = 0.05
-"""Smallest grey contrast counted as garment: Zalando trimmed edges 'within 5% of the corner colour'."""
+"""Smallest grey contrast counted as garment: Zalando trimmed edges 'within 5% of the corner colour'
+(Xiao et al. 2017, §2). The one trim level: contract/preprocess.py's TRIM_LEVEL is this on 0–255."""
 BORDER_QUANTILE = 0.99
 """The thresholds are at least this quantile of the border pixels' own scores (texture, noise)."""
 MARGIN = 1.0

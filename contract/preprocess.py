@@ -24,7 +24,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps
 from pillow_heif import register_heif_opener
 
-from contract.isolate import garment_darkness
+from contract.isolate import TRIM, garment_darkness
 
 # HEIC/HEIF through libheif; AVIF is Pillow's own (11.3+). Depth maps and auxiliary images
 # (HDR gain maps, portrait mattes) are never used here. Nor are embedded thumbnails, though
@@ -56,8 +56,8 @@ DECODE_SIZE = WORK_SIZE
 """Longest side decode_image keeps at least: the work image is then still an area average of
 decoded pixels (a 1/8-scale JPEG decode is exactly the mean of each 8×8 block). Measured:
 predictions equal those of a full decode on photo-like phone photos (benchmarks/photo_accuracy.py)."""
-TRIM_LEVEL = 0.05 * 255
-"""Garment/background threshold: Zalando trimmed edges 'within 5% of the corner colour'."""
+TRIM_LEVEL = TRIM * 255
+"""Garment/background threshold on 0–255 grey: Zalando's trim level (contract/isolate.py `TRIM`)."""
 RESAMPLE = Image.Resampling.BOX
 """To 28 px: area averaging. Measured on 1,500 photo-like test images, box, bilinear, bicubic
 and Lanczos agree within 0.3 points once sharpened; box is the plain 'subsampling' of the recipe."""

@@ -25,7 +25,7 @@ until the 30 s request timeout, and a thousand such clients lock everyone out.
 
 What ASGI cannot see: a client that never finishes its request headers. uvicorn
 has no header timeout and holds such a connection until the client goes; the
-ingress in front must time it out (README, "Running at scale").
+ingress in front must time it out (docs/security.md, "What the ingress must still do").
 """
 
 from __future__ import annotations

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 
 import pytest
 
-from training.config import ConfigError, load_config, parse_override
+from training.config import ConfigError, load_config, parse_override, resume_config
 from wardrobe.cli import main as cli_main
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
@@ -118,3 +120,45 @@ def test_the_finetune_defaults_are_the_recipe_of_configs_finetune_toml():
     assert set(recipe) == set(defaults)  # the file states the whole recipe
     assert {k: v for k, v in recipe.items() if k != "base"} == {k: v for k, v in defaults.items() if k != "base"}
     assert (defaults["base"], recipe["base"]) == ("", "default")  # "" is what makes a config train from scratch
+
+
+def _saved_run(*overrides: str) -> dict:
+    """What a run's config.json holds under "config"."""
+    return dataclasses.asdict(load_config(CONFIGS_DIR / "cnn-fast.toml", list(overrides)))
+
+
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_resume_keeps_the_runs_config_and_honours_only_the_resumable_keys(tmp_path):
+    saved = _saved_run("epochs=2", "schedule.warmup_epochs=0.5")
+    same = resume_config(saved, tmp_path)
+    assert dataclasses.asdict(same) == saved
+    changed = resume_config(saved, tmp_path, None, ["threads=3", 'data.data_dir="/elsewhere"', "epochs=2"])
+    assert (changed.threads, changed.data.data_dir, changed.epochs) == (3, "/elsewhere", 2)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (["epochs=5"], "--set epochs=5 would change epochs from 2 to 5"),
+        (["optim.lr=0.5"], "--set optim.lr=0.5 would change optim.lr from"),
+        (["model.channels=[8, 16, 32]"], "would change model.channels from (32, 64, 128) to (8, 16, 32)"),
+        (["seed=1", "threads=2"], "--set seed=1 would change seed from 0 to 1"),
+    ],
+)
+def test_resume_refuses_a_change_to_what_the_run_computes_naming_the_key(tmp_path, overrides, named):
+    with pytest.raises(ConfigError, match="a resumed run keeps its own config") as refused:
+        resume_config(_saved_run("epochs=2", "schedule.warmup_epochs=0.5"), tmp_path, None, overrides)
+    assert named in str(refused.value) and "only threads, data.data_dir may change" in str(refused.value)
+    assert str(tmp_path / "config.json") in str(refused.value)
+
+
+def test_resume_takes_the_config_the_run_came_from_or_an_empty_one_and_names_a_different_one(tmp_path):
+    saved = _saved_run()
+    assert dataclasses.asdict(resume_config(saved, tmp_path, CONFIGS_DIR / "cnn-fast.toml")) == saved
+    assert dataclasses.asdict(resume_config(saved, tmp_path, Path(os.devnull))) == saved  # `--config /dev/null`
+    with pytest.raises(ConfigError, match=r"configs/cnn\.toml would change name from 'cnn-fast' to 'cnn'"):
+        resume_config(saved, tmp_path, CONFIGS_DIR / "cnn.toml")
+    with pytest.raises(ConfigError, match=r"unknown config key 'optim\.lrr'; did you mean 'optim\.lr'\?"):
+        resume_config(saved, tmp_path, None, ["optim.lrr=1"])

@@ -1,4 +1,4 @@
-"""The request timeout the README promises: a request still unanswered after
+"""The request timeout docs/contract.md promises: a request still unanswered after
 WARDROBE_TIMEOUT_S gets 504 with a JSON error, and the server keeps serving.
 
 The slow request is a client that trickles its upload, a byte every half

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from training.checkpoint import load_checkpoint
-from training.config import load_config
+from training.config import RESUMABLE_KEYS, load_config
 from training.train import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,11 +94,14 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
     proc.wait()
     assert load_checkpoint(run_dir / "last.pt")["epoch"] < 4
 
+    # No --config: the run's own config.json. data.data_dir may change (here: to where the data already was).
+    data_dir = json.loads((run_dir / "config.json").read_text())["dataset_source"]
     resumed = subprocess.run(
-        [*WARDROBE, "train", "--config", os.devnull, "--resume", str(run_dir)],
+        [*WARDROBE, "train", "--resume", str(run_dir), "--set", f'data.data_dir="{data_dir}"'],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"with data.data_dir = '{data_dir}' (was '')" in resumed.stdout + resumed.stderr
     assert rows(run_dir) == rows(reference)
     ref_summary = json.loads((reference / "summary.json").read_text())
     assert json.loads((run_dir / "summary.json").read_text())["test_acc"] == ref_summary["test_acc"]
@@ -107,8 +110,32 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path):
 def test_resume_of_a_directory_without_a_run_is_a_clear_error(tmp_path, capsys):
     from wardrobe.cli import main
 
-    assert main(["train", "--config", os.devnull, "--resume", str(tmp_path)]) == 1
+    assert main(["train", "--resume", str(tmp_path)]) == 1
     assert "not a run directory (no config.json)" in capsys.readouterr().err
+    assert main(["train", "--config", os.devnull, "--resume", str(tmp_path)]) == 1  # as before: still accepted
+    assert "not a run directory (no config.json)" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_set_that_would_change_the_run_naming_the_key(tmp_path, capsys):
+    from wardrobe.cli import main
+
+    run = train_main(tiny(tmp_path, "epochs=1"))
+    assert main(["train", "--resume", str(run), "--set", "epochs=5", "--set", "threads=1"]) == 1
+    err = capsys.readouterr().err
+    assert "--set epochs=5 would change epochs from 1 to 5, but a resumed run keeps its own config" in err
+    assert "only threads, data.data_dir may change" in err and "Traceback" not in err
+    assert len(rows(run)) == 1  # nothing ran
+
+
+def test_train_needs_a_config_or_a_run_to_resume(capsys):
+    from wardrobe.cli import build_parser, main
+
+    assert main(["train", "--set", "epochs=1"]) == 1
+    assert "train needs --config configs/<name>.toml (or --resume RUN_DIR" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert all(key in help_text for key in RESUMABLE_KEYS), help_text
 
 
 def test_torchrun_trains_with_two_gloo_processes(tmp_path):

@@ -69,7 +69,7 @@ def _image(mode: str, fmt: str, size=(28, 28), **save) -> bytes:
     return buffer.getvalue()
 
 
-# One valid file per accepted format (and the modes the README promises).
+# One valid file per accepted format (and the modes docs/contract.md promises).
 VALID = [
     _image("L", "PNG"), _image("RGBA", "PNG", (40, 30)), _image("P", "PNG"), _image("I;16", "PNG"),
     _image("RGB", "JPEG"), _image("L", "JPEG", (33, 21)), _image("CMYK", "JPEG"),

@@ -314,26 +314,82 @@ def parse_override(text: str) -> tuple[list[str], object]:
     return [part.strip() for part in key.split(".")], value
 
 
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _override(values: dict, text: str) -> dict:
+    """`values` with the `key=value` override `text` applied (in place)."""
+    keys, value = parse_override(text)
+    node = values
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {text!r}: {k!r} is not a table")
+    node[keys[-1]] = value
+    return values
+
+
 def load_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
     """Read a TOML config, apply `key=value` overrides, and validate everything."""
-    values: dict = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            values = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    values = _read_toml(path) if path is not None else {}
     for text in overrides:
-        keys, value = parse_override(text)
-        node = values
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {text!r}: {k!r} is not a table")
-        node[keys[-1]] = value
+        _override(values, text)
     return _build(TrainConfig, values)
+
+
+RESUMABLE_KEYS = ("threads", "data.data_dir")
+"""The keys a resumed run may change: how many CPU threads it uses and where it finds the dataset
+(checked against the run's checksum). Every other key shapes what the run computes (the schedule's
+length is in its saved state, the split, the batches and their augmentation follow from the seeds
+and sizes), so a resumed run that changed one would match neither the old run nor a new one."""
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def resume_config(saved: dict, run_dir: Path, path: Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """The config of the run in `run_dir` (`saved`: its config.json's "config"), changed by what `path`
+    (a TOML file) and `overrides` set. A key that changes anything but RESUMABLE_KEYS is refused,
+    naming it: a resumed run keeps its own config."""
+    run = config_from_dict(saved)
+    values = dataclasses.asdict(run)
+    sources = [(f"{path}", lambda v: _merge(v, _read_toml(path)))] if path is not None else []
+    sources += [(f"--set {text}", lambda v, text=text: _override(v, text)) for text in overrides]
+    for source, apply in sources:
+        before = _flat(dataclasses.asdict(_build(TrainConfig, values)))
+        after = _flat(dataclasses.asdict(_build(TrainConfig, apply(values))))
+        refused = [f"{k} from {before[k]!r} to {after[k]!r}" for k in after if after[k] != before[k]
+                   and k not in RESUMABLE_KEYS]  # fmt: skip
+        if refused:
+            raise ConfigError(
+                f"{source} would change {'; '.join(refused)}, but a resumed run keeps its own config "
+                f"({Path(run_dir) / 'config.json'}): on --resume only {', '.join(RESUMABLE_KEYS)} may change; "
+                "start a new run to change the rest"
+            )
+    return _build(TrainConfig, values)
+
+
+def _merge(values: dict, more: dict) -> dict:
+    """`values` with every key of `more` set in it (tables merged, in place)."""
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            _merge(values[key], value)
+        else:
+            values[key] = value
+    return values
 
 
 def config_from_dict(values: dict) -> TrainConfig:

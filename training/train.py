@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,7 +27,7 @@ from contract.metadata import source_commit
 from contract.split import stratified_split
 from training import fashion_mnist, progress
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import ConfigError, TrainConfig, config_from_dict, load_config
+from training.config import RESUMABLE_KEYS, ConfigError, TrainConfig, config_from_dict, load_config, resume_config
 from training.data import ArrayDataset, TensorBatchLoader, standard_loader
 from training.distributed import DistInfo, all_reduce_sum, cleanup, init_distributed
 from training.models import build_model, count_parameters
@@ -173,14 +175,45 @@ def main(cfg: TrainConfig, run_dir: Path | None = None, resume: bool = False, da
         cleanup(dist_info)
 
 
-def _train(cfg, device, dist_info, run_dir, resume, data_dir) -> Path:
-    if device.type == "cpu":
-        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // dist_info.world_size))
-    torch.manual_seed(cfg.seed)
-    started = time.time()
-    ds, split, n_train, train_loader, val_loader, test_loader = load_data(cfg, device, dist_info, data_dir)
+@dataclass
+class Training:
+    """What a run trains: the model (inside DDP under torchrun), the module itself, its weight average,
+    the optimizer and the schedule."""
 
-    precision = resolve_precision(cfg.precision, device)
+    model: nn.Module
+    raw_model: nn.Module
+    ema: AveragedModel | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    parameters: int
+    channels_last: bool
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What is evaluated and saved as best.pt: the weight average when there is one."""
+        return self.ema.module if self.ema is not None else self.raw_model
+
+
+@dataclass
+class Standing:
+    """Where a run stands: epochs done, the best validation accuracy and its epoch, epochs since then."""
+
+    epochs_done: int = 0
+    best_acc: float = -1.0
+    best_epoch: int = -1
+    stale: int = 0
+
+    def record(self, epoch: int, val_acc: float) -> bool:
+        """Count epoch `epoch` (0-based) with `val_acc`; True when it is the best so far."""
+        improved = val_acc > self.best_acc
+        if improved:
+            self.best_acc, self.best_epoch, self.stale = val_acc, epoch + 1, 0
+        else:
+            self.stale += 1
+        return improved
+
+
+def build_training(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, steps_per_epoch: int) -> Training:
     model = build_model(cfg.model).to(device)
     channels_last = cfg.model.arch != "mlp"
     if channels_last:
@@ -192,136 +225,152 @@ def _train(cfg, device, dist_info, run_dir, resume, data_dir) -> Path:
         else None
     )
     optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, len(train_loader))
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
     if dist_info.enabled:
         model = DistributedDataParallel(model)
     raw_model = model.module if isinstance(model, DistributedDataParallel) else model
+    return Training(model, raw_model, ema, optimizer, scheduler, n_params, channels_last)
 
+
+def restore(training: Training, cfg: TrainConfig, run_dir: Path, log: RunLog) -> Standing:
+    """Load last.pt into `training` (weights, average, optimizer, schedule, RNG); where the run stood."""
+    state = load_checkpoint(run_dir / "last.pt")
+    training.raw_model.load_state_dict(state["model"])
+    if training.ema is not None and state.get("ema") is not None:
+        training.ema.load_state_dict(state["ema"])
+    training.optimizer.load_state_dict(state["optimizer"])
+    training.scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    standing = Standing(state["epoch"], state["best_val_acc"], state["best_epoch"], state["stale_epochs"])
+    log.truncate_metrics(standing.epochs_done)
+    saved = config_from_dict(state["config"])
+    changed = [f"{key} = {_value(cfg, key)!r} (was {_value(saved, key)!r})"
+               for key in RESUMABLE_KEYS if _value(cfg, key) != _value(saved, key)]  # fmt: skip
+    log.info(f"resuming {run_dir} after epoch {standing.epochs_done}" + "".join(f", with {c}" for c in changed))
+    return standing
+
+
+def _value(cfg: TrainConfig, key: str):
+    return functools.reduce(getattr, key.split("."), cfg)
+
+
+def save_checkpoints(
+    training: Training, cfg: TrainConfig, standing: Standing, epoch: int, val_acc: float, improved: bool, run_dir: Path
+) -> None:
+    """best.pt (the evaluated weights) when the epoch improved, and last.pt (everything a resume needs)."""
+    config = dataclasses.asdict(cfg)
+    if improved:
+        weights = {"model": training.eval_model.state_dict(), "config": config, "epoch": epoch + 1}
+        save_checkpoint({**weights, "val_acc": val_acc, "parameters": training.parameters}, run_dir / "best.pt")
+    save_checkpoint(
+        {
+            "model": training.raw_model.state_dict(),
+            "ema": training.ema.state_dict() if training.ema is not None else None,
+            "optimizer": training.optimizer.state_dict(),
+            "scheduler": training.scheduler.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+            "epoch": epoch + 1,
+            "stale_epochs": standing.stale,
+            "best_val_acc": standing.best_acc,
+            "best_epoch": standing.best_epoch,
+            "config": config,
+        },
+        run_dir / "last.pt",
+    )
+
+
+def fit_epoch(training: Training, cfg: TrainConfig, train_loader, val_loader, epoch: int, device: torch.device,
+              dist_info: DistInfo, precision: str, evaluate_on) -> dict:  # fmt: skip
+    """Train one epoch, then validate; the epoch's row of metrics.jsonl."""
+    t0 = time.time()
+    if isinstance(train_loader, TensorBatchLoader):  # reshuffle and re-seed augmentation per epoch
+        train_loader.set_epoch(epoch)
+    train_loss, train_acc = train_one_epoch(
+        training.model, train_loader, training.optimizer, training.scheduler, cfg, device, epoch,
+        ema=training.ema, dist_info=dist_info, precision=precision,
+    )  # fmt: skip
+    train_seconds = time.time() - t0
+    val_loss, val_acc, _ = evaluate_on(training.eval_model, val_loader)
+    return {
+        "epoch": epoch + 1,
+        "train_loss": train_loss,
+        "train_acc": train_acc,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "lr": training.optimizer.param_groups[0]["lr"],
+        "seconds": time.time() - t0,
+        "precision": precision,
+        "images_per_s": len(train_loader) * cfg.batch_size / train_seconds,
+    }
+
+
+def _train(cfg, device, dist_info, run_dir, resume, data_dir) -> Path:
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // dist_info.world_size))
+    torch.manual_seed(cfg.seed)
+    started = time.time()
+    ds, split, n_train, train_loader, val_loader, test_loader = load_data(cfg, device, dist_info, data_dir)
+    precision = resolve_precision(cfg.precision, device)
+    training = build_training(cfg, device, dist_info, len(train_loader))
     if run_dir is None:
         run_dir = Path(cfg.out_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.name}"
     log = RunLog(run_dir, enabled=dist_info.is_main)
-    start_epoch, best_acc, best_epoch, stale = 0, -1.0, -1, 0
     if resume:
-        state = load_checkpoint(run_dir / "last.pt")
-        raw_model.load_state_dict(state["model"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        start_epoch, stale = state["epoch"], state["stale_epochs"]
-        best_acc, best_epoch = state["best_val_acc"], state["best_epoch"]
-        log.truncate_metrics(start_epoch)
-        log.info(f"resuming {run_dir} after epoch {start_epoch}")
+        standing = restore(training, cfg, run_dir, log)
     else:
-        log.start(
-            cfg,
-            extra={
-                "parameters": n_params,
-                "device": str(device),
-                "precision": precision,
-                "world_size": dist_info.world_size,
-                "dataset_sha256": ds.checksum,
-                "dataset_source": str(ds.source),
-                "split_sha256": split.checksum,
-                "train_images": n_train,
-                "val_images": len(split.val_indices),
-                "source_commit": source_commit(),
-            },
-        )
+        standing = Standing()
+        record = {"parameters": training.parameters, "device": str(device), "precision": precision,
+                  "world_size": dist_info.world_size, "dataset_sha256": ds.checksum, "dataset_source": str(ds.source),
+                  "split_sha256": split.checksum, "train_images": n_train, "val_images": len(split.val_indices),
+                  "source_commit": source_commit()}  # fmt: skip
+        log.start(cfg, extra=record)
     log.info(
-        f"{cfg.model.arch.upper()} with {n_params:,} parameters on {device} in {precision} "
+        f"{cfg.model.arch.upper()} with {training.parameters:,} parameters on {device} in {precision} "
         f"(world size {dist_info.world_size}); {n_train} train / {len(split.val_indices)} val images"
     )
-    eval_model = ema.module if ema is not None else raw_model
-
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.time()
-        if isinstance(train_loader, TensorBatchLoader):  # reshuffle and re-seed augmentation per epoch
-            train_loader.set_epoch(epoch)
-        train_loss, train_acc = train_one_epoch(
-            model, train_loader, optimizer, scheduler, cfg, device, epoch,
-            ema=ema, dist_info=dist_info, precision=precision,
-        )  # fmt: skip
-        train_seconds = time.time() - t0
-        val_loss, val_acc, _ = evaluate(eval_model, val_loader, device, cfg.tta_flip, channels_last, precision)
-        improved = val_acc > best_acc
-        if improved:
-            best_acc, best_epoch, stale = val_acc, epoch + 1, 0
-        else:
-            stale += 1
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.time() - t0,
-            "precision": precision,
-            "images_per_s": len(train_loader) * cfg.batch_size / train_seconds,
-        }
+    evaluate_on = functools.partial(
+        evaluate, device=device, tta_flip=cfg.tta_flip, channels_last=training.channels_last, precision=precision
+    )
+    for epoch in range(standing.epochs_done, cfg.epochs):
+        row = fit_epoch(training, cfg, train_loader, val_loader, epoch, device, dist_info, precision, evaluate_on)
+        improved = standing.record(epoch, row["val_acc"])
         log.epoch(row, improved)
         if dist_info.is_main:
-            if improved:
-                save_checkpoint(
-                    {
-                        "model": eval_model.state_dict(),
-                        "config": dataclasses.asdict(cfg),
-                        "epoch": epoch + 1,
-                        "val_acc": val_acc,
-                        "parameters": n_params,
-                    },
-                    run_dir / "best.pt",
-                )
-            save_checkpoint(
-                {
-                    "model": raw_model.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": {"torch": torch.get_rng_state()},
-                    "epoch": epoch + 1,
-                    "stale_epochs": stale,
-                    "best_val_acc": best_acc,
-                    "best_epoch": best_epoch,
-                    "config": dataclasses.asdict(cfg),
-                },
-                run_dir / "last.pt",
-            )
-        if cfg.patience and stale >= cfg.patience:
+            save_checkpoints(training, cfg, standing, epoch, row["val_acc"], improved, run_dir)
+        if cfg.patience and standing.stale >= cfg.patience:
             log.info(
-                f"early stopping: no better validation accuracy for {stale} epochs; "
-                f"restoring epoch {best_epoch} ({best_acc:.4f})"
+                f"early stopping: no better validation accuracy for {standing.stale} epochs; "
+                f"restoring epoch {standing.best_epoch} ({standing.best_acc:.4f})"
             )
             break
 
     # Final evaluation, once, on the best weights: the only time the test split is touched.
     best = load_checkpoint(run_dir / "best.pt") if dist_info.is_main else None
     if best is not None:
-        eval_model.load_state_dict(best["model"])
-        _, test_acc, _ = evaluate(eval_model, test_loader, device, cfg.tta_flip, channels_last, precision)
-        log.finish(
-            {
-                "best_epoch": best_epoch,
-                "best_val_acc": best_acc,
-                "test_acc": test_acc,
-                "parameters": n_params,
-                "wall_seconds": time.time() - started,
-            }
-        )
+        training.eval_model.load_state_dict(best["model"])
+        _, test_acc, _ = evaluate_on(training.eval_model, test_loader)
+        summary = {"best_epoch": standing.best_epoch, "best_val_acc": standing.best_acc, "test_acc": test_acc,
+                   "parameters": training.parameters, "wall_seconds": time.time() - started}  # fmt: skip
+        log.finish(summary)
     return run_dir
 
 
-def run_from_cli(config: Path, overrides: list[str], resume: Path | None = None, data_dir: Path | None = None) -> Path:
+def run_from_cli(
+    config: Path | None, overrides: list[str], resume: Path | None = None, data_dir: Path | None = None
+) -> Path:
+    """`wardrobe train`: a new run from `config` and `overrides`, or, with `resume`, the run in that
+    directory continued on its own config.json (which `config` and `overrides` may change only in
+    config.RESUMABLE_KEYS: anything else is refused, naming the key)."""
     if resume is not None:
         saved = resume / "config.json"
         if not saved.is_file():
             raise FileNotFoundError(f"{resume}: not a run directory (no config.json)")
-        cfg = config_from_dict(json.loads(saved.read_text())["config"])
+        cfg = resume_config(json.loads(saved.read_text())["config"], resume, config, overrides)
         if cfg.is_finetune:
             raise ValueError(f"{resume}: a fine-tuning run is short; start it again instead of resuming")
         return main(cfg, run_dir=resume, resume=True, data_dir=str(data_dir) if data_dir else None)
+    if config is None:
+        raise ConfigError("train needs --config configs/<name>.toml (or --resume RUN_DIR to continue a run)")
     cfg = load_config(config, overrides)
     if cfg.is_finetune:
         raise ConfigError(f"{config}: this config fine-tunes (finetune.base is set); run it with `wardrobe train`")
@@ -330,7 +379,7 @@ def run_from_cli(config: Path, overrides: list[str], resume: Path | None = None,
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train on Fashion-MNIST (also under torchrun)")
-    parser.add_argument("--config", type=Path, help="configs/<name>.toml")
+    parser.add_argument("--config", type=Path, help="configs/<name>.toml (not needed with --resume)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--resume", type=Path, help="run directory to continue")
     parser.add_argument("--data-dir", type=Path)
@@ -339,8 +388,6 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 if __name__ == "__main__":
     args = get_args_parser().parse_args()
-    if args.config is None and args.resume is None:
-        sys.exit("training.train: error: --config or --resume is required")
     try:
         run_from_cli(args.config, args.set, args.resume, args.data_dir)
     except (ValueError, OSError, RuntimeError) as exc:

@@ -38,8 +38,11 @@ def gate_then_serve(model: str, wardrobe: str, published: str | None = None) -> 
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from training.config import load_config
+    from training.config import ConfigError, load_config
 
+    if args.config is None and args.resume is None:
+        raise ConfigError("train needs --config configs/<name>.toml (or --resume RUN_DIR to continue a run)")
+    # A resumed run keeps its own config.json (training.train.run_from_cli); a new one may fine-tune.
     cfg = load_config(args.config, args.set) if args.resume is None else None
     if cfg is not None and cfg.is_finetune:
         from training.finetune import run_from_cli as finetune
@@ -162,15 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("train", help="train a model from a TOML config")
-    p.add_argument("--config", type=Path, required=True, help="configs/<name>.toml")
+    p.add_argument("--config", type=Path, help="configs/<name>.toml (not needed with --resume)")
     _key_values(p, "--set", "override a config value, e.g. --set optim.lr=0.1 (repeatable)")
-    p.add_argument("--resume", type=Path, help="continue the run in this directory")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the run in this directory on its own config.json; --set may change only threads and "
+        "data.data_dir there",
+    )
     p.add_argument("--data-dir", type=Path, help="directory with the four .gz files")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="export a run or checkpoint to ONNX")
     p.add_argument("source", type=Path, metavar="RUN_DIR_OR_CHECKPOINT")
-    p.add_argument("--out", type=Path, required=True, help="models/<name>.onnx")
+    p.add_argument(
+        "--out", type=Path, required=True, help="<name>.onnx: anywhere but models/, which holds the shipped models"
+    )
     p.add_argument("--quantize", choices=["int8"], help="also quantize (static, calibrated)")
     p.add_argument("--publish", action="store_true", help="publish the model to the registry in WARDROBE_DB")
     p.add_argument("--data-dir", type=Path, help="directory with the four .gz files")
