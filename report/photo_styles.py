@@ -2,7 +2,8 @@
 
 Each style turns a uint8 [28, 28] Fashion-MNIST crop and a numpy Generator into encoded image
 bytes. `shop` is the product photo (`report/photolike.py`), `bedsheet` the first home
-snapshot (`report/bedsheet.py`), the rest `report/home_photos.py`.
+snapshot (`report/bedsheet.py`), `wall_flash`, `floor` and `door` `report/home_photos.py`, and the
+EVALUATION_ONLY ones `report/eval_photos.py`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
-from report import bedsheet, home_photos, photolike
+from report import bedsheet, eval_photos, home_photos, photolike
 from report.metrics import wilson_interval
 
 Style = Callable[[np.ndarray, np.random.Generator], bytes]
@@ -28,13 +29,21 @@ STYLES: dict[str, Style] = {
     "wall_flash": home_photos.wall_flash,
     "floor": home_photos.floor,
     "door": home_photos.door,
+    "lamp_bedspread": eval_photos.lamp_bedspread,
+    "table_side_shadow": eval_photos.table_side_shadow,
 }
+EVALUATION_ONLY = ("lamp_bedspread", "table_side_shadow")
+"""Styles used only to measure: never trained, tuned or calibrated on, with any seed."""
+TUNING_STYLES = tuple(name for name in STYLES if name not in EVALUATION_ONLY)
+"""The styles training, preprocessing and calibration may look at (on their tuning seeds)."""
 DESCRIPTIONS = {
     "shop": "product photo: light backdrop, even light (report/photolike.py)",
     "bedsheet": "on a striped or checked bedsheet, one lamp, tilted phone",
     "wall_flash": "hung on a coloured or papered wall, hanger or peg, phone flash",
     "floor": "lying on floorboards or a rug, window light, from above",
     "door": "on a hanger over a panelled door, handle beside it, shot at an angle",
+    "lamp_bedspread": "on a bedspread of large coloured motifs, warm bedside lamp near a corner (evaluation only)",
+    "table_side_shadow": "on a wooden tabletop, low side sun, a hard shadow edge across it (evaluation only)",
 }
 
 
