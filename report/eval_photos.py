@@ -32,19 +32,22 @@ def _motifs(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """A bedspread print: a ground and blobs of two more colours (flowers, paisley), soft-edged."""
     ground = rng.uniform(90, 235, size=3).astype(np.float32)
     spread = np.broadcast_to(ground, (height, width, 3)).copy()
-    y = np.arange(height, dtype=np.float32)[:, None]
-    x = np.arange(width, dtype=np.float32)[None, :]
     size = rng.uniform(0.05, 0.12) * max(height, width)
     for colour in (rng.uniform(30, 230, size=3), rng.uniform(30, 230, size=3)):
         count = int(rng.integers(8, 20))
         field = np.zeros((height, width), dtype=np.float32)
         for cy, cx in zip(rng.uniform(0, height, count), rng.uniform(0, width, count), strict=True):
             # An ellipse turned at random: petals and paisley drops rather than dots on a grid.
-            angle, stretch = rng.uniform(0, np.pi), rng.uniform(1.0, 2.5)
-            u = (x - cx) * np.cos(angle) + (y - cy) * np.sin(angle)
-            v = -(x - cx) * np.sin(angle) + (y - cy) * np.cos(angle)
-            r = np.sqrt((u / stretch) ** 2 + v**2) / (size * rng.uniform(0.5, 1.2))
-            field = np.maximum(field, np.clip(1.5 - 1.5 * r, 0, 1))
+            angle, stretch, scale = rng.uniform(0, np.pi), rng.uniform(1.0, 2.5), size * rng.uniform(0.5, 1.2)
+            reach = int(stretch * scale) + 2  # drawn only in its own box: a full frame per motif was slow
+            top, left = max(0, int(cy) - reach), max(0, int(cx) - reach)
+            y = np.arange(top, min(height, int(cy) + reach), dtype=np.float32)[:, None] - cy
+            x = np.arange(left, min(width, int(cx) + reach), dtype=np.float32)[None, :] - cx
+            u = x * np.cos(angle) + y * np.sin(angle)
+            v = -x * np.sin(angle) + y * np.cos(angle)
+            r = np.sqrt((u / stretch) ** 2 + v**2) / scale
+            box = field[top : top + y.shape[0], left : left + x.shape[1]]
+            np.maximum(box, np.clip(1.5 - 1.5 * r, 0, 1), out=box)
         spread = spread * (1 - field[..., None]) + colour.astype(np.float32) * field[..., None]
     return spread + rng.normal(0, 4, size=(height, width, 1)).astype(np.float32)  # quilted cloth
 
