@@ -84,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path)
     args = parser.parse_args(argv)
     styles = args.styles or list(TUNING_STYLES if args.tune else STYLES)
+    if args.tune and (held_out := [style for style in styles if style in EVALUATION_ONLY]):
+        parser.error(f"--tune: {', '.join(held_out)} are evaluation-only styles; nothing is tuned on them")
     classifier = load_model(args.model or choose_model("cpu").path, device="cpu")
     data = load(args.data_dir)
     if args.tune:
-        if held_out := [style for style in styles if style in EVALUATION_ONLY]:
-            parser.error(f"--tune: {', '.join(held_out)} are evaluation-only styles; nothing is tuned on them")
         images, labels, seeds, split = data.train_images, data.train_labels, TUNING_SEEDS, "train"
     else:
         images, labels, seeds, split = data.test_images, data.test_labels, REPORTED_SEEDS, "test"
