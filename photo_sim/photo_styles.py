@@ -2,7 +2,8 @@
 
 Each style turns a uint8 [28, 28] Fashion-MNIST crop and a numpy Generator into encoded image
 bytes. `shop` is the product photo (`photo_sim/photolike.py`), `bedsheet` the first home
-snapshot (`photo_sim/bedsheet.py`), the rest `photo_sim/home_photos.py`.
+snapshot (`photo_sim/bedsheet.py`), `wall_flash`, `floor` and `door` `photo_sim/home_photos.py`, and the
+EVALUATION_ONLY ones `photo_sim/eval_photos.py`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from contract.preprocess import decode_image, to_fashion_mnist, to_model_input
 from contract.stats import wilson_interval
-from photo_sim import bedsheet, home_photos, photolike
+from photo_sim import bedsheet, eval_photos, home_photos, photolike
 
 Style = Callable[[np.ndarray, np.random.Generator], bytes]
 
@@ -28,13 +29,21 @@ STYLES: dict[str, Style] = {
     "wall_flash": home_photos.wall_flash,
     "floor": home_photos.floor,
     "door": home_photos.door,
+    "lamp_bedspread": eval_photos.lamp_bedspread,
+    "table_side_shadow": eval_photos.table_side_shadow,
 }
+EVALUATION_ONLY = ("lamp_bedspread", "table_side_shadow")
+"""Styles used only to measure: never trained, tuned or calibrated on, with any seed."""
+TUNING_STYLES = tuple(name for name in STYLES if name not in EVALUATION_ONLY)
+"""The styles training, preprocessing and calibration may look at (on their tuning seeds)."""
 DESCRIPTIONS = {
     "shop": "product photo: light backdrop, even light (photo_sim/photolike.py)",
     "bedsheet": "on a striped or checked bedsheet, one lamp, tilted phone",
     "wall_flash": "hung on a coloured or papered wall, hanger or peg, phone flash",
     "floor": "lying on floorboards or a rug, window light, from above",
     "door": "on a hanger over a panelled door, handle beside it, shot at an angle",
+    "lamp_bedspread": "on a bedspread of large coloured motifs, warm bedside lamp near a corner (evaluation only)",
+    "table_side_shadow": "on a wooden tabletop, low side sun, a hard shadow edge across it (evaluation only)",
 }
 
 

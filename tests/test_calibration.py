@@ -1,4 +1,4 @@
-"""training.calibration and the exporter's use of it: the served confidence is calibrated."""
+"""contract.calibration and the exporter's use of it: the served confidence is calibrated."""
 
 from __future__ import annotations
 

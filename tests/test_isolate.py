@@ -107,7 +107,9 @@ def test_a_patterned_garment_is_one_garment(fmnist):
     assert_silhouettes(fmnist, photo, 0.6)
 
 
-@pytest.mark.parametrize("style", ["shop", "bedsheet", "wall_flash", "floor", "door"])
+@pytest.mark.parametrize(
+    "style", ["shop", "bedsheet", "wall_flash", "floor", "door", "lamp_bedspread", "table_side_shadow"]
+)
 def test_photo_styles_are_reproducible_from_the_seed(fmnist, style):
     from photo_sim.photo_styles import style_set
 
